@@ -1,0 +1,120 @@
+"""The Lightning wiring every method shares.
+
+A method's ``lightning_model.py`` subclasses :class:`AnomalyModule` and provides
+
+* ``self.model``: its pure ``torch_model`` (an ``nn.Module`` holding a frozen
+  :class:`~src.backbone.CLIPBackbone` as ``model.backbone``);
+* ``forward(batch) -> {"anomaly_map": (B, h, w), "pred_score": (B,)}`` with raw scores at any
+  resolution (post-processing happens here, identically for every method);
+* ``training_losses(batch) -> dict[str, Tensor]``: the weighted loss terms, summed here
+  (training-free methods do not override it);
+* ``configure_optimizers`` where it trains.
+
+Evaluation outputs carry the batch fields through to the metrics callback. Checkpoints hold the
+trainable parameters only: the frozen backbone is named in ``hyper_parameters`` and rebuilt.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import lightning as L
+import torch
+
+from src.postprocess import PostProcessor
+
+PASS_THROUGH = ("mask", "label", "category", "defect_type", "path", "index", "has_mask")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+class AnomalyModule(L.LightningModule):
+    """Base class: evaluation step, shared post-processing, loss guard, slim checkpoints.
+
+    Args:
+        eval_sigma: Gaussian sigma of the shared map smoothing (0 disables it).
+        image_score_from_map: replace the model's image score by the maximum of the smoothed map.
+    """
+
+    #: Short method name used in run names, results and W&B tags (``clip``, ``afr``, ...).
+    method_name = "base"
+
+    def __init__(self, eval_sigma: float = 4.0, image_score_from_map: bool = False) -> None:
+        super().__init__()
+        self.postprocess = PostProcessor(sigma=eval_sigma)
+        self.image_score_from_map = image_score_from_map
+        # Checkpoints omit the frozen backbone; loading must not demand it back.
+        self.strict_loading = False
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluation_step(self, batch: dict[str, Any]) -> dict[str, Any]:
+        out = self(batch)
+        size = tuple(batch["mask"].shape[-2:])
+        anomaly_map = self.postprocess(out["anomaly_map"].float(), size)
+        score = anomaly_map.flatten(1).amax(1) if self.image_score_from_map else out["pred_score"].float()
+        result = {"anomaly_map": anomaly_map, "pred_score": score}
+        result.update({k: batch[k] for k in PASS_THROUGH if k in batch})
+        return result
+
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self.evaluation_step(batch)
+
+    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+        return self.evaluation_step(batch)
+
+    # ------------------------------------------------------------------ training
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        raise TypeError(f"{type(self).__name__} is training-free: run `test`, not `fit`.")
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        terms = self.training_losses(batch)
+        loss = torch.stack([t.float() for t in terms.values()]).sum()
+        values = {name: float(t.detach()) for name, t in terms.items()}
+        if not math.isfinite(float(loss.detach())):
+            detail = ", ".join(f"{name}={value:.6g}" for name, value in values.items())
+            raise NonFiniteLossError(
+                f"Non-finite loss at global step {self.global_step} (epoch {self.current_epoch}, "
+                f"batch {batch_idx}): loss={float(loss.detach())} from terms {detail}. Training stopped; "
+                "the last checkpoint in the run directory is intact."
+            )
+        batch_size = int(batch["image"].shape[0])
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
+        self.log_dict({f"train/{k}": v for k, v in values.items()}, batch_size=batch_size)
+        return loss
+
+    @property
+    def is_trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+    def trainable_parameter_count(self) -> int:
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    # ------------------------------------------------------------------ results and checkpoints
+    def results_meta(self) -> dict[str, Any]:
+        """What ``metrics.json`` records about the model."""
+        meta: dict[str, Any] = {"method": self.method_name}
+        meta["trainable_params"] = self.trainable_parameter_count()
+        backbone = getattr(getattr(self, "model", None), "backbone", None)
+        if backbone is not None:
+            meta.update(backbone.describe())
+        return meta
+
+    def _frozen_keys(self, state_dict: dict[str, torch.Tensor]) -> list[str]:
+        frozen = {name for name, p in self.named_parameters() if not p.requires_grad}
+        frozen |= {name for name, _ in self.named_buffers() if ".backbone." in f".{name}"}
+        return [k for k in state_dict if k in frozen]
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint["state_dict"]
+        for key in self._frozen_keys(state):
+            del state[key]
+        checkpoint["frozen_backbone"] = self.results_meta()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        own = self.state_dict()
+        missing = [k for k in self._frozen_keys(own) if k not in checkpoint["state_dict"]]
+        for key in missing:
+            checkpoint["state_dict"][key] = own[key]
