@@ -51,6 +51,16 @@ def available_models() -> list[str]:
     return open_clip.list_models()
 
 
+def quick_gelu_required(model_name: str, pretrained: str) -> bool:
+    """True when the weights are OpenAI's, which were trained with QuickGELU.
+
+    open_clip's plain names (``ViT-L-14-336``) build ``nn.GELU`` and only warn when given the
+    ``openai`` tag, which silently gives wrong features; the ``-quickgelu`` configs are right.
+    """
+    choice = pretrained.strip().lower()
+    return choice == "openai" or (choice == "auto" and DEFAULT_TAGS.get(model_name) == "openai")
+
+
 @dataclass
 class TextOutput:
     """Result of :meth:`CLIPBackbone.encode_text_embeddings`.
@@ -104,12 +114,9 @@ class CLIPBackbone(nn.Module):
                 f"pos_embed_mode must be 'bicubic_once' or 'bilinear_per_forward', got {pos_embed_mode!r}"
             )
         checkpoint_path = resolve_checkpoint(model_name, pretrained, weights_cache_dir)
-        # The OpenAI weights were trained with QuickGELU; open_clip's plain names build nn.GELU and
-        # only warn, which silently gives wrong features.
-        quick_gelu = pretrained.strip().lower() == "openai" or (
-            pretrained.strip().lower() == "auto" and DEFAULT_TAGS.get(model_name) == "openai"
+        model = open_clip.create_model(
+            model_name, pretrained=None, force_quick_gelu=quick_gelu_required(model_name, pretrained)
         )
-        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
         if checkpoint_path is not None:
             _load_weights(model, checkpoint_path)
 
@@ -150,11 +157,7 @@ class CLIPBackbone(nn.Module):
         for param in self.parameters():
             param.requires_grad_(False)
         self.eval()
-        if pos_embed_mode == "bicubic_once":
-            table = self._interpolated_pos_embed("bicubic")
-            self.register_buffer("resized_pos_embed", table, persistent=False)
-        else:
-            self.resized_pos_embed = None
+        self._pos_cache: tuple[tuple, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ housekeeping
     def train(self, mode: bool = True) -> CLIPBackbone:
@@ -194,9 +197,19 @@ class CLIPBackbone(nn.Module):
         return torch.cat([cls_pos, patch_pos], dim=0)
 
     def pos_embed(self) -> torch.Tensor:
-        if self.resized_pos_embed is not None:
-            return self.resized_pos_embed
-        return self._interpolated_pos_embed("bilinear")
+        """(1 + L, C) position table for the input size.
+
+        ``bicubic_once`` computes it once per loaded table (cached on the parameter's identity and
+        version, so loading other weights refreshes it); ``bilinear_per_forward`` recomputes it at
+        every call as the released FB-CLIP does.
+        """
+        if self.pos_embed_mode == "bilinear_per_forward":
+            return self._interpolated_pos_embed("bilinear")
+        table = self.visual.positional_embedding
+        key = (table.data_ptr(), table._version, table.device, table.dtype)
+        if self._pos_cache is None or self._pos_cache[0] != key:
+            self._pos_cache = (key, self._interpolated_pos_embed("bicubic"))
+        return self._pos_cache[1]
 
     def embed_image(self, images: torch.Tensor) -> torch.Tensor:
         """Patch embedding + CLS + position + ``ln_pre``.
