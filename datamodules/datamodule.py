@@ -1,0 +1,288 @@
+"""``AnomalyDataModule``: one LightningDataModule for every dataset and protocol.
+
+Configured from YAML or the CLI with flat arguments (``--data.init_args.<name>=...``)::
+
+    data:
+      class_path: datamodules.AnomalyDataModule
+      init_args: {dataset: mvtec, root: /data/mvtec, protocol: zero-shot, aux_root: /data/visa}
+
+Loaders (every batch follows the contract in ``datamodules.base``):
+
+* ``test_dataloader``: the target's test split, all selected categories in one loader (per-category
+  metrics come from ``batch["category"]``), in a fixed order; ``index`` = position in it.
+* zero-shot ``train_dataloader``: the auxiliary dataset's TEST split, all its categories, shuffled
+  by a generator seeded with ``seed``; ``val_dataloader``: the same auxiliary data without
+  augmentation, never target data (empty when ``aux_dataset`` is ``none``).
+* k-shot ``train_dataloader``: ``ShotStream`` of ``train_steps * batch_size`` items (default: one
+  item per shot) drawn with replacement from the k shots; ``reference_batch(category)`` gives the
+  k shots as one tensor for training-free few-shot methods; ``k_shot_files`` lists them.
+
+``prepare_data`` generates the built-in benchmark if needed (rank 0); ``setup`` reads and validates
+every file it will use (missing root/category, unreadable image, mask size mismatch, orphan mask)
+before training starts, raising ``DatasetError``.
+
+Public API: ``AnomalyDataModule``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, get_worker_info
+
+from datamodules.base import AnomalyDataset, DatasetError, Sample, validate_samples
+from datamodules.protocols import PROTOCOLS, ShotStream, check_disjoint, default_aux_dataset, select_k_shots
+from datamodules.registry import DATASETS, make_reader
+from datamodules.transforms import Preprocessor
+
+
+def _reseed_worker(worker_id: int) -> None:
+    """Give each DataLoader worker its own augmentation stream (torch seeds workers per epoch)."""
+    info = get_worker_info()
+    preprocessor = getattr(info.dataset, "preprocessor", None) if info is not None else None
+    if preprocessor is not None:
+        preprocessor.reseed(torch.initial_seed() % 2**32)
+
+
+class AnomalyDataModule(L.LightningDataModule):
+    """Data for zero-/few-shot anomaly detection; see the module docstring for the loaders.
+
+    Args:
+        dataset: builtin | builtin-A | builtin-B | mvtec | visa | folder.
+        root: dataset folder (None: the cache folder for the built-in benchmark).
+        categories: subset of categories (None: all).
+        protocol: ``zero-shot`` (cross-dataset) or ``k-shot``.
+        aux_dataset: training data of the zero-shot protocol (None: the papers' pairing;
+            ``"none"``: no training data).
+        aux_root, aux_categories: as root/categories, for the auxiliary dataset.
+        k_shot: shots per category (k-shot protocol only; >= 1).
+        seed: seeds shuffling, shot selection, the k-shot stream, augmentation and the hook.
+        image_size: side S of the square model input.
+        batch_size, eval_batch_size: train and val/test batch sizes.
+        num_workers: DataLoader worker processes.
+        image_interpolation, mask_interpolation: see ``datamodules.transforms``.
+        train_augment: flips, small rotations and colour jitter on train images.
+        image_extensions, mask_suffix, mask_extensions: options of the ``folder`` reader.
+        check_counts: assert published counts for full MVTec/VisA copies.
+        sample_hook: dotted path of a sample-hook class (see ``datamodules.base.SampleHook``),
+            instantiated as ``cls(**sample_hook_args)``; applied to train samples.
+        train_steps: k-shot stream length in batches.
+        cache_dir: parent folder of the built-in benchmark (else ``$ADSUITE_CACHE``).
+    """
+
+    def __init__(
+        self,
+        dataset: str = "builtin-B",
+        root: str | None = None,
+        categories: list[str] | None = None,
+        protocol: str = "zero-shot",
+        aux_dataset: str | None = None,
+        aux_root: str | None = None,
+        aux_categories: list[str] | None = None,
+        k_shot: int = 0,
+        seed: int = 0,
+        image_size: int = 224,
+        batch_size: int = 4,
+        eval_batch_size: int = 8,
+        num_workers: int = 0,
+        image_interpolation: str = "bicubic",
+        mask_interpolation: str = "nearest",
+        train_augment: bool = False,
+        image_extensions: list[str] | None = None,
+        mask_suffix: str = "_mask",
+        mask_extensions: list[str] | None = None,
+        check_counts: bool = True,
+        sample_hook: str | None = None,
+        sample_hook_args: dict | None = None,
+        train_steps: int | None = None,
+        cache_dir: str | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if dataset not in DATASETS:
+            raise DatasetError(f"dataset '{dataset}' is not one of {sorted(DATASETS)}")
+        if protocol not in PROTOCOLS:
+            raise DatasetError(f"protocol '{protocol}' is not one of {list(PROTOCOLS)}")
+        if protocol == "k-shot" and (not isinstance(k_shot, int) or k_shot < 1):
+            raise DatasetError(f"protocol k-shot needs k_shot >= 1 (e.g. 1, 2, 4, 8), got k_shot={k_shot!r}")
+        if protocol == "zero-shot" and k_shot:
+            raise DatasetError(f"k_shot={k_shot} is only meaningful with protocol='k-shot'")
+        for option, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if not isinstance(value, int) or value < 1:
+                raise DatasetError(f"{option} must be a positive integer, got {value!r}")
+        if not isinstance(num_workers, int) or num_workers < 0:
+            raise DatasetError(f"num_workers must be an integer >= 0, got {num_workers!r}")
+        if train_steps is not None and (not isinstance(train_steps, int) or train_steps < 1):
+            raise DatasetError(f"train_steps must be a positive integer or None, got {train_steps!r}")
+        if protocol == "zero-shot":
+            aux = default_aux_dataset(dataset) if aux_dataset is None else aux_dataset
+            aux = None if aux is None or str(aux).lower() == "none" else aux
+            if aux is not None:
+                if aux not in DATASETS:
+                    raise DatasetError(f"aux_dataset '{aux}' is not one of {sorted(DATASETS)} or 'none'")
+                check_disjoint(dataset, root, aux, aux_root)
+        else:
+            aux = None
+        self.aux_dataset = aux
+        self.preprocessor = Preprocessor(image_size, image_interpolation, mask_interpolation, seed=seed)
+        reader_options = {
+            "check_counts": check_counts,
+            "image_extensions": image_extensions,
+            "mask_suffix": mask_suffix,
+            "mask_extensions": mask_extensions,
+            "cache_dir": cache_dir,
+        }
+        self.reader = make_reader(dataset, **reader_options)
+        self.aux_reader = make_reader(aux, **reader_options) if aux is not None else None
+        self.sample_hook = _load_hook(sample_hook, sample_hook_args) if sample_hook else None
+
+        self.test_samples: list[Sample] = []
+        self.aux_samples: list[Sample] = []
+        self.shots: dict[str, list[Sample]] = {}
+        self.k_shot_files: dict[str, list[str]] = {}
+        self._prepared_stages: set[str] = set()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def prepare_data(self) -> None:
+        """Generate the built-in benchmark(s) if absent (Lightning calls this on one process)."""
+        for reader, root in ((self.reader, self.hparams.root), (self.aux_reader, self.hparams.aux_root)):
+            if reader is not None and hasattr(reader, "prepare"):
+                reader.prepare(root)
+
+    def setup(self, stage: str | None = None) -> None:
+        """Read and validate the sample tables this stage needs (idempotent)."""
+        hp = self.hparams
+        if not self.test_samples:
+            self.test_samples = self.reader.read(hp.root, "test", hp.categories)
+            validate_samples(self.test_samples, f"{hp.dataset} test split")
+        if hp.protocol == "k-shot" and not self.shots:
+            train = self.reader.read(hp.root, "train", sorted({s.category for s in self.test_samples}))
+            self.shots = select_k_shots(train, hp.k_shot, hp.seed)
+            validate_samples([s for shots in self.shots.values() for s in shots], f"{hp.dataset} k-shot references")
+            root = self._root_of(self.reader, hp.root)
+            self.k_shot_files = {
+                c: [os.path.relpath(s.image_path, root) for s in shots] for c, shots in self.shots.items()
+            }
+        needs_aux = stage in (None, "fit", "validate")
+        if hp.protocol == "zero-shot" and needs_aux and self.aux_reader is not None and not self.aux_samples:
+            self.aux_samples = self.aux_reader.read(hp.aux_root, "test", hp.aux_categories)
+            validate_samples(self.aux_samples, f"{self.aux_dataset} test split (auxiliary training data)")
+        key = stage or "all"
+        if key not in self._prepared_stages:
+            self._prepared_stages.add(key)
+            rank_zero_info(self.describe())
+
+    def describe(self) -> str:
+        """One paragraph saying which data trains and which evaluates."""
+        hp = self.hparams
+        categories = sorted({s.category for s in self.test_samples})
+        evaluate = (
+            f"evaluates on {hp.dataset} test split ({len(self.test_samples)} images, {len(categories)} categories)"
+        )
+        if hp.protocol == "k-shot":
+            shots = ", ".join(f"{c}: {files}" for c, files in self.k_shot_files.items())
+            return (
+                f"[data] k-shot (k={hp.k_shot}, seed={hp.seed}): references from {hp.dataset} train split; "
+                f"{evaluate}. Shots: {shots}"
+            )
+        if self.aux_reader is None:
+            return f"[data] zero-shot without training data (aux_dataset none); {evaluate}."
+        trained = (
+            f"trains on {self.aux_dataset} TEST split ({len(self.aux_samples)} images)"
+            if self.aux_samples
+            else f"trains on {self.aux_dataset} TEST split (read at fit time)"
+        )
+        return (
+            f"[data] zero-shot cross-dataset: {trained}, the field's convention (AnomalyCLIP, FB-CLIP, "
+            f"AFR-CLIP: auxiliary test split for training, never the evaluated data); {evaluate}."
+        )
+
+    # ------------------------------------------------------------------ loaders
+
+    def train_dataloader(self) -> DataLoader:
+        hp = self.hparams
+        if hp.protocol == "k-shot":
+            self._require_setup(bool(self.shots), "train_dataloader")
+            length = hp.train_steps * hp.batch_size if hp.train_steps else sum(len(s) for s in self.shots.values())
+            dataset: AnomalyDataset = ShotStream(
+                self.shots, self.preprocessor, length, hp.train_augment, self.sample_hook, hp.seed
+            )
+            return self._loader(dataset, hp.batch_size, shuffle=False)
+        if self.aux_reader is None:
+            raise DatasetError(
+                f"no training data: the zero-shot protocol on '{hp.dataset}' has aux_dataset none; "
+                "set --data.init_args.aux_dataset=<dataset> (and aux_root) to train"
+            )
+        self._require_setup(bool(self.aux_samples), "train_dataloader")
+        dataset = AnomalyDataset(self.aux_samples, self.preprocessor, hp.train_augment, self.sample_hook, hp.seed)
+        return self._loader(dataset, hp.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.hparams.protocol == "k-shot" or self.aux_reader is None:
+            return []
+        self._require_setup(bool(self.aux_samples), "val_dataloader")
+        return self._loader(AnomalyDataset(self.aux_samples, self.preprocessor), self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        self._require_setup(bool(self.test_samples), "test_dataloader")
+        return self._loader(AnomalyDataset(self.test_samples, self.preprocessor), self.hparams.eval_batch_size)
+
+    def reference_batch(self, category: str) -> dict[str, Any]:
+        """The k shots of ``category``: ``image`` (k, 3, S, S), ``mask`` (k, 1, S, S), ``path`` list[str]."""
+        if self.hparams.protocol != "k-shot":
+            raise DatasetError("reference_batch needs protocol='k-shot' (with k_shot >= 1)")
+        self._require_setup(bool(self.shots), "reference_batch")
+        if category not in self.shots:
+            raise DatasetError(f"reference_batch: unknown category '{category}'; valid: {sorted(self.shots)}")
+        dataset = AnomalyDataset(self.shots[category], self.preprocessor)
+        items = [dataset[i] for i in range(len(dataset))]
+        return {
+            "image": torch.stack([item["image"] for item in items]),
+            "mask": torch.stack([item["mask"] for item in items]),
+            "path": [item["path"] for item in items],
+            "category": [category] * len(items),
+        }
+
+    # ------------------------------------------------------------------ helpers
+
+    def _loader(self, dataset: AnomalyDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
+        generator = torch.Generator().manual_seed(self.hparams.seed)
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            num_workers=self.hparams.num_workers,
+            generator=generator,
+            worker_init_fn=_reseed_worker,
+            persistent_workers=False,
+        )
+
+    def _require_setup(self, ready: bool, what: str) -> None:
+        if not ready:
+            raise RuntimeError(f"AnomalyDataModule.{what}() called before setup(); call prepare_data() and setup()")
+
+    @staticmethod
+    def _root_of(reader: Any, root: str | None) -> str:
+        resolve = getattr(reader, "resolve_root", None)
+        return str(resolve(root)) if resolve is not None else str(root)
+
+
+def _load_hook(path: str, args: dict | None) -> Callable[..., dict[str, Any]]:
+    module_name, _, class_name = path.rpartition(".")
+    if not module_name:
+        raise DatasetError(f"sample_hook '{path}' must be a dotted path 'package.module.ClassName'")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as error:
+        raise DatasetError(f"sample_hook '{path}' cannot be imported: {error}") from None
+    try:
+        return cls(**(args or {}))
+    except TypeError as error:
+        raise DatasetError(f"sample_hook '{path}' rejected sample_hook_args {args}: {error}") from None

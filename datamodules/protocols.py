@@ -1,0 +1,135 @@
+"""Evaluation protocols: cross-dataset zero-shot and seeded k-shot.
+
+* **zero-shot** (the field's cross-dataset convention, AnomalyCLIP#28): trainable parts are fit on
+  an auxiliary dataset's TEST split (it has anomalies and masks), then the model is evaluated on
+  the target's test split. Default pairing (``default_aux_dataset``): VisA for MVTec, MVTec for
+  every other target, the other half for ``builtin-A``/``builtin-B``; ``builtin`` (all ten) has
+  no default auxiliary set. Training and evaluation data never overlap (``check_disjoint``).
+* **k-shot**: k normal images per category from the target's train split, drawn without
+  replacement (``select_k_shots``), and, for trained few-shot methods, a train stream
+  (``ShotStream``) of samples drawn with replacement from those shots, each optionally passed
+  through the sample hook with the other shots as its ``pool``.
+
+Public API: ``PROTOCOLS``, ``default_aux_dataset``, ``check_disjoint``, ``select_k_shots``,
+``ShotStream``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from datamodules.base import AnomalyDataset, DatasetError, Sample
+from datamodules.builtin import BUILTIN_A, BUILTIN_B, BUILTIN_CATEGORIES
+from datamodules.transforms import Preprocessor
+
+PROTOCOLS = ("zero-shot", "k-shot")
+_BUILTIN_HALVES = {"builtin": BUILTIN_CATEGORIES, "builtin-A": BUILTIN_A, "builtin-B": BUILTIN_B}
+
+
+def default_aux_dataset(target: str) -> str | None:
+    """The papers' pairing: visa for mvtec, the other half for builtin-A/B, else mvtec."""
+    if target == "mvtec":
+        return "visa"
+    if target == "builtin-A":
+        return "builtin-B"
+    if target == "builtin-B":
+        return "builtin-A"
+    if target == "builtin":
+        return None  # both halves are evaluated; there is nothing disjoint left to train on
+    return "mvtec"
+
+
+def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str | None) -> None:
+    """Refuse to train on the dataset that is evaluated (the protocol's one hard rule)."""
+    if target in _BUILTIN_HALVES and aux in _BUILTIN_HALVES:
+        shared = sorted(set(_BUILTIN_HALVES[target]) & set(_BUILTIN_HALVES[aux]))
+        if shared:
+            raise DatasetError(
+                f"aux_dataset '{aux}' shares categories {shared} with the evaluated dataset '{target}'; "
+                "the cross-dataset protocol never trains on evaluated data (use builtin-A vs builtin-B)"
+            )
+    elif target == aux and (target != "folder" or target_root == aux_root):
+        raise DatasetError(
+            f"aux_dataset '{aux}' is the evaluated dataset; the cross-dataset protocol trains on a "
+            "different dataset's test split (set aux_dataset to another dataset, or 'none')"
+        )
+
+
+def select_k_shots(samples: Sequence[Sample], k: int, seed: int) -> dict[str, list[Sample]]:
+    """k normal samples per category, without replacement, ``np.random.default_rng(seed)`` per category.
+
+    Candidates are sorted by path first so the draw does not depend on directory listing order.
+    Returns category -> shots (sorted by path), in the categories' order of appearance.
+    """
+    if not isinstance(k, int) or k < 1:
+        raise DatasetError(f"k_shot must be an integer >= 1 for the k-shot protocol, got {k!r}")
+    by_category: dict[str, list[Sample]] = {}
+    for sample in samples:
+        if sample.label == 0:
+            by_category.setdefault(sample.category, []).append(sample)
+    shots = {}
+    for category, candidates in by_category.items():
+        candidates = sorted(candidates, key=lambda s: s.image_path)
+        if k > len(candidates):
+            raise DatasetError(
+                f"k_shot={k} but category '{category}' has only {len(candidates)} normal train images "
+                f"(e.g. {candidates[0].image_path}); choose k_shot <= {len(candidates)}"
+            )
+        picked = np.random.default_rng(seed).choice(len(candidates), size=k, replace=False)
+        shots[category] = [candidates[i] for i in sorted(picked)]
+    return shots
+
+
+class ShotStream(AnomalyDataset):
+    """Train stream of ``length`` items drawn with replacement (seeded) from the k shots.
+
+    Item ``i`` is shot ``order[i]`` with ``order = default_rng(seed).integers(...)``, passed through
+    augmentation and the sample hook with ``rng = default_rng([seed, i])`` and ``pool`` = the other
+    shots of its category (resized, float32 [0, 1], read-only), so the stream does not depend on the
+    number of workers. Resized shots are decoded once per worker and cached (k is small).
+    """
+
+    def __init__(
+        self,
+        shots: dict[str, list[Sample]],
+        preprocessor: Preprocessor,
+        length: int,
+        augment: bool = False,
+        sample_hook: Callable[..., dict[str, Any]] | None = None,
+        seed: int = 0,
+    ) -> None:
+        flat = [s for category_shots in shots.values() for s in category_shots]
+        if not flat:
+            raise DatasetError("k-shot train stream: no shots selected")
+        if length < 1:
+            raise DatasetError(f"k-shot train stream length must be >= 1, got {length}")
+        super().__init__(flat, preprocessor, augment=augment, sample_hook=sample_hook, seed=seed)
+        self.length = length
+        self.order = np.random.default_rng(seed).integers(0, len(flat), size=length)
+        self._cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _resized(self, sample: Sample) -> tuple[np.ndarray, np.ndarray]:
+        if sample.image_path not in self._cache:
+            image, mask = self.load_resized(sample)
+            image.flags.writeable = False
+            mask.flags.writeable = False
+            self._cache[sample.image_path] = (image, mask)
+        return self._cache[sample.image_path]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for a stream of length {self.length}")
+        sample = self.samples[int(self.order[index])]
+        image, mask = self._resized(sample)
+        pool = [
+            self._resized(other)[0]
+            for other in self.samples
+            if other.category == sample.category and other.image_path != sample.image_path
+        ]
+        return self.finish(sample, image.copy(), mask.copy(), index, pool)
