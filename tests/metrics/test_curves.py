@@ -1,0 +1,77 @@
+"""Histogram metrics against the sort-based references: exact on distinct scores, close when binned."""
+
+import numpy as np
+import pytest
+
+from src.metrics import curves
+from tests.metrics import reference
+
+
+def _adversarial_scores(kind, rng, n=400):
+    labels = (rng.random(n) < 0.4).astype(np.int64)
+    if kind == "ties":
+        scores = np.round(rng.normal(size=n) + labels, 0)
+    elif kind == "outliers":
+        scores = rng.normal(size=n) + labels
+        scores[:3] = 1e4
+    elif kind == "negative":
+        scores = np.where(rng.random(n) < 0.5, -1e3, -1.0) + rng.normal(size=n) + 0.5 * labels
+    else:  # near-constant, as an untrained model's probabilities
+        scores = 0.5 + rng.uniform(-1e-4, 1e-4, n) + 1e-5 * labels
+    return scores, labels
+
+
+def _binned(scores, labels, num_bins):
+    lo, hi = scores.min(), scores.max()
+    idx = np.clip(((scores - lo) * (num_bins / (hi - lo))).astype(np.int64), 0, num_bins - 1)
+    neg = np.bincount(idx[labels == 0], minlength=num_bins)
+    pos = np.bincount(idx[labels == 1], minlength=num_bins)
+    return neg, pos
+
+
+@pytest.mark.parametrize("kind", ["ties", "outliers", "negative", "near_constant"])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_histogram_matches_reference(kind, seed):
+    scores, labels = _adversarial_scores(kind, np.random.default_rng(seed))
+    neg, pos = curves.exact_histogram(scores, labels)
+    assert curves.auroc(neg, pos) == pytest.approx(reference.roc_auc(scores, labels), abs=1e-12)
+    assert curves.average_precision(neg, pos) == pytest.approx(reference.average_precision(scores, labels), abs=1e-12)
+    assert curves.f1_max(neg, pos) == pytest.approx(reference.f1_max(scores, labels), abs=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["ties", "negative", "near_constant"])
+def test_binned_within_tolerance(kind):
+    scores, labels = _adversarial_scores(kind, np.random.default_rng(3), n=3000)
+    neg, pos = _binned(scores, labels, 2**20)
+    assert curves.auroc(neg, pos) == pytest.approx(reference.roc_auc(scores, labels), abs=1e-3)
+    assert curves.average_precision(neg, pos) == pytest.approx(reference.average_precision(scores, labels), abs=1e-3)
+    assert curves.f1_max(neg, pos) == pytest.approx(reference.f1_max(scores, labels), abs=1e-3)
+
+
+def test_coarse_bins_are_detectably_wrong():
+    # Guards the test above: with 4 bins the approximation must fail, so the tolerance test can fail.
+    scores, labels = _adversarial_scores("negative", np.random.default_rng(3), n=3000)
+    neg, pos = _binned(scores, labels, 4)
+    assert abs(curves.auroc(neg, pos) - reference.roc_auc(scores, labels)) > 1e-3
+
+
+def test_undefined_cases_are_nan():
+    only_normal = (np.array([3, 1]), np.array([0, 0]))
+    only_anomalous = (np.array([0, 0]), np.array([2, 5]))
+    for fn in (curves.auroc, curves.average_precision, curves.f1_max):
+        assert np.isnan(fn(*only_normal))
+    assert np.isnan(curves.auroc(*only_anomalous))
+    assert curves.average_precision(*only_anomalous) == 1.0  # sklearn's value: precision is 1 everywhere
+    assert np.isnan(curves.aupro(np.array([4, 1]), np.array([0.0, 0.0]), 0))
+    assert np.isnan(curves.aupro(np.array([0, 0]), np.array([1.0, 0.0]), 1))
+
+
+def test_aupro_perfect_random_and_constant():
+    # Perfect separation: PRO reaches 1 before any false positive.
+    assert curves.aupro(np.array([10, 0]), np.array([0.0, 1.0]), 1) == pytest.approx(1.0)
+    # Every pixel tied: the curve is the diagonal, area 0.3^2 / 2 / 0.3 = 0.15.
+    assert curves.aupro(np.array([10]), np.array([1.0]), 1) == pytest.approx(0.15)
+    # Interpolation at FPR 0.3 inside a bin: 2 of 4 normal pixels in the top bin with all regions.
+    assert curves.aupro(np.array([2, 2]), np.array([0.0, 1.0]), 1) == pytest.approx(
+        (0.3 * (0 + 0.6) / 2) / 0.3
+    )
