@@ -1,0 +1,474 @@
+"""``make train``: compose a run's config, make its directory, fit, test, report.
+
+    python -m src.run --method afr [--profile quick|paper] [--data builtin|mvtec|visa|folder]
+        [--data-root PATH] [--aux NAME] [--aux-root PATH] [--devices N] [--k K] [--seed S]
+        [--seeds 0,1,2] [--resume RUN_DIR] [--suffix TEXT] [-- LightningCLI overrides ...]
+
+Config layers, later wins: ``experiments/base.yaml``, ``experiments/methods/<m>.yaml`` (the
+paper setting), ``experiments/profiles/<profile>.yaml`` and ``profiles/<profile>/<m>.yaml``,
+then the options above, then the user's overrides. Methods that train one model per category
+(VTFusion's k-shot protocol) run every category of the dataset in one invocation, one
+subfolder per category, one ``metrics.json`` for all. The last line printed is
+``run: runs/<name>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib
+import json
+import os
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
+from src.runs import versions as package_versions
+
+REPO = Path(__file__).resolve().parents[1]
+EXPERIMENTS = REPO / "experiments"
+METHODS = ("clip", "afr", "fb", "vtfusion")
+PROFILES = ("quick", "paper")
+DATA = ("builtin", "builtin-A", "builtin-B", "mvtec", "visa", "folder")
+METRIC_KEYS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
+
+
+class LaunchError(ValueError):
+    """A launcher option is invalid; raised before any heavy work starts."""
+
+
+# ---------------------------------------------------------------------- config composition
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="make train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--profile", default="quick", help="quick (built-in benchmark, small backbone) or paper")
+    parser.add_argument("--data", default=None, help=f"evaluated dataset: {', '.join(DATA)}")
+    parser.add_argument("--data-root", default=None, help="folder of the evaluated dataset")
+    parser.add_argument("--aux", default=None, help="auxiliary training dataset (cross-dataset protocol)")
+    parser.add_argument("--aux-root", default=None, help="folder of the auxiliary dataset")
+    parser.add_argument("--devices", type=int, default=None, help="number of devices (DDP when > 1)")
+    parser.add_argument("--k", type=int, default=None, help="k-shot protocol with k shots per category")
+    parser.add_argument("--seed", type=int, default=None, help="seed of this run")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each plus summary.json")
+    parser.add_argument("--resume", default=None, help="run directory of an interrupted run to continue")
+    parser.add_argument("--suffix", default=None, help="extra text at the end of the run directory name")
+    parser.add_argument("--runs-root", default=str(REPO / "runs"), help="parent folder of run directories")
+    parser.add_argument("--ablation-table", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--ablation-row", default="", help=argparse.SUPPRESS)
+    parser.add_argument("overrides", nargs="*", help="LightningCLI overrides, e.g. --model.init_args.mpfa_kernel=1")
+    args, unknown = parser.parse_known_args(argv)
+    args.overrides = [*args.overrides, *unknown]
+    return args
+
+
+def validate(args: argparse.Namespace) -> None:
+    if args.method not in METHODS:
+        raise LaunchError(f"METHOD={args.method!r} is not a method; valid: {', '.join(METHODS)}")
+    if args.profile not in PROFILES:
+        raise LaunchError(f"PROFILE={args.profile!r} is not a profile; valid: {', '.join(PROFILES)}")
+    if args.data is None:
+        args.data = "builtin" if args.profile == "quick" else "mvtec"
+    if args.data not in DATA:
+        raise LaunchError(f"DATA={args.data!r} is not a dataset; valid: {', '.join(DATA)}")
+    if not args.data.startswith("builtin"):
+        if not args.data_root:
+            raise LaunchError(f"DATA={args.data} needs DATA_ROOT=<dataset folder>, e.g. DATA_ROOT=/data/{args.data}")
+        if not Path(args.data_root).is_dir():
+            raise LaunchError(f"DATA_ROOT={args.data_root} does not exist or is not a folder")
+    if args.aux_root and not Path(args.aux_root).is_dir():
+        raise LaunchError(f"AUX_ROOT={args.aux_root} does not exist or is not a folder")
+    if args.k is not None and args.k < 1:
+        raise LaunchError(f"K={args.k} must be a positive number of shots (1, 2, 4, 8)")
+    if args.devices is not None and args.devices < 1:
+        raise LaunchError(f"DEVICES={args.devices} must be >= 1")
+    if args.seeds:
+        try:
+            args.seed_list = [int(s) for s in str(args.seeds).split(",") if s.strip()]
+        except ValueError as err:
+            raise LaunchError(f"SEEDS={args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
+    else:
+        args.seed_list = None
+    if args.resume and not Path(args.resume).is_dir():
+        raise LaunchError(f"RESUME={args.resume} is not a run directory")
+
+
+def config_files(method: str, profile: str) -> list[Path]:
+    files = [EXPERIMENTS / "base.yaml", EXPERIMENTS / "methods" / f"{method}.yaml",
+             EXPERIMENTS / "profiles" / f"{profile}.yaml", EXPERIMENTS / "profiles" / profile / f"{method}.yaml"]
+    return [f for f in files if f.is_file()]
+
+
+def load_layers(files: list[Path]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for path in files:
+        _deep_update(merged, yaml.safe_load(path.read_text()) or {})
+    return merged
+
+
+def _deep_update(target: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
+
+
+def model_class(layers: dict[str, Any], overrides: list[str]) -> type:
+    path = layers.get("model", {}).get("class_path", "")
+    for item in overrides:
+        if item.startswith("--model.class_path="):
+            path = item.split("=", 1)[1]
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def launcher_overrides(args: argparse.Namespace, layers: dict[str, Any], seed: int | None) -> list[str]:
+    """CLI overrides that implement DATA, AUX, K, SEED and DEVICES."""
+    out: list[str] = []
+    data_args = layers.get("data", {}).get("init_args", {})
+    if args.data == "builtin":
+        out.append("--data.init_args.dataset=builtin-B")
+    else:
+        out.append(f"--data.init_args.dataset={args.data}")
+    if args.data_root:
+        out.append(f"--data.init_args.root={args.data_root}")
+    if args.aux:
+        out.append(f"--data.init_args.aux_dataset={args.aux}")
+    if args.aux_root:
+        out.append(f"--data.init_args.aux_root={args.aux_root}")
+    if args.k is not None:
+        out += ["--data.init_args.protocol=k-shot", f"--data.init_args.k_shot={args.k}"]
+        if args.method == "clip":
+            out.append("--model.init_args.few_shot=true")
+    if seed is not None:
+        out += [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
+    if args.devices is not None:
+        out.append(f"--trainer.devices={args.devices}")
+        if args.devices > 1 and "strategy" not in layers.get("trainer", {}):
+            out.append("--trainer.strategy=ddp")
+    del data_args
+    return out
+
+
+def request_hash(files: list[Path], overrides: list[str]) -> str:
+    """Identity of a run's resolved request: the config files' contents plus every override."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.read_bytes())
+    for item in overrides:
+        digest.update(item.encode())
+    return digest.hexdigest()[:16]
+
+
+# ---------------------------------------------------------------------- logging
+def make_logger(run_dir: Path, name: str, tags: list[str], config: dict[str, Any]) -> Any:
+    """Lightning's WandbLogger, offline when there is no API key; never prompts."""
+    from lightning.pytorch.loggers import WandbLogger
+
+    has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
+    if not has_key:
+        os.environ["WANDB_MODE"] = "offline"
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_CONSOLE", "off")
+    os.environ["WANDB_DISABLE_GIT"] = os.environ.get("WANDB_DISABLE_GIT", "true")
+    return WandbLogger(
+        project=os.environ.get("WANDB_PROJECT", "clip-ad-suite"),
+        name=name,
+        save_dir=str(run_dir),
+        offline=not has_key,
+        tags=tags,
+        config=config,
+        group=config.get("ablation", {}).get("table") or None,
+        log_model=False,
+    )
+
+
+def _netrc_has_wandb() -> bool:
+    netrc = Path.home() / ".netrc"
+    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+# ---------------------------------------------------------------------- one fit + test
+def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: str | None) -> dict[str, Any]:
+    """Instantiate through LightningCLI, fit when the model trains, test the final weights."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from src.cli import SuiteCLI, build_cli
+
+    checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), save_last=True, save_top_k=0,
+                                 every_n_epochs=1, save_on_train_epoch_end=True)
+
+    class _Launch(SuiteCLI):
+        """Adds this run's directory, logger and checkpointing to whatever the config asks for."""
+
+        def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Any:
+            config = dict(config)
+            config["default_root_dir"] = str(out_dir)
+            config["logger"] = logger if logger is not None else False
+            config["callbacks"] = [*(config.get("callbacks") or []), *callbacks, checkpoint]
+            return super()._instantiate_trainer(config, [])
+
+    cli = build_cli(cli_args, run=False, cli_class=_Launch)
+    if logger is not None and cli.model.results_meta().get("random_init"):
+        logger.experiment.tags = tuple(sorted({*logger.experiment.tags, "random-init"}))
+    if is_rank_zero():
+        atomic_write_text(out_dir / "config.yaml", cli.parser.dump(cli.config, skip_none=False))
+    trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
+    started = time.time()
+    if model.is_trainable:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_ckpt)
+    trainer.test(model, datamodule=datamodule, verbose=False)
+    metrics_cb = next((c for c in trainer.callbacks if type(c).__name__ == "MetricsCallback"), None)
+    results = dict(getattr(metrics_cb, "results", None) or {})
+    results.setdefault("meta", {})["fit_test_wall_s"] = round(time.time() - started, 2)
+    return results
+
+
+def last_checkpoint(run_dir: Path) -> str | None:
+    last = run_dir / "checkpoints" / "last.ckpt"
+    return str(last) if last.is_file() else None
+
+
+# ---------------------------------------------------------------------- results
+def merge_category_results(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """One results dict from per-category runs: categories and defect types united, means recomputed."""
+    categories: dict[str, Any] = {}
+    defect_types: dict[str, Any] = {}
+    for part in parts.values():
+        categories.update(part.get("categories", {}))
+        defect_types.update(part.get("defect_types", {}))
+    mean, counts = category_mean(categories)
+    meta = dict(next(iter(parts.values()), {}).get("meta", {}))
+    meta["n_categories"] = counts
+    meta["k_shot_files"] = {c: p.get("meta", {}).get("k_shot_files", {}).get(c) for c, p in parts.items()}
+    return {"mean": mean, "categories": categories, "defect_types": defect_types, "meta": meta}
+
+
+def category_mean(categories: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, int]]:
+    mean: dict[str, Any] = {}
+    counts: dict[str, int] = {}
+    for key in METRIC_KEYS:
+        values = [v[key] for v in categories.values() if v.get(key) is not None]
+        counts[key] = len(values)
+        mean[key] = sum(values) / len(values) if values else None
+    return mean, counts
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """Per-category table of image and pixel metrics in percent, one decimal, with the mean last."""
+    cols = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
+    heads = ("I-AUROC", "I-AP", "I-F1", "P-AUROC", "P-AP", "P-F1", "AUPRO")
+    rows = [*results.get("categories", {}).items(), ("mean", results.get("mean", {}))]
+    width = max([len(name) for name, _ in rows] + [8])
+    lines = [f"{'category':<{width}} " + " ".join(f"{h:>8}" for h in heads)]
+    for name, values in rows:
+        cells = ["     n/a" if values.get(c) is None else f"{100 * values[c]:8.1f}" for c in cols]
+        lines.append(f"{name:<{width}} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def write_results(run_dir: Path, results: dict[str, Any]) -> None:
+    from src.metrics.io import write_metrics
+
+    write_metrics(results, run_dir)
+
+
+# ---------------------------------------------------------------------- the run
+def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = None) -> Path:
+    files = config_files(args.method, args.profile)
+    layers = load_layers(files)
+    overrides = [*launcher_overrides(args, layers, seed), *args.overrides]
+    cli_base = [a for f in files for a in ("--config", str(f))]
+    cli_args = [*cli_base, *overrides]
+    digest = request_hash(files, overrides)
+    cls = model_class(layers, args.overrides)
+    resumed_from = None
+    if run_dir is None and args.resume:
+        run_dir = Path(args.resume)
+        resumed_from = str(run_dir)
+    if run_dir is None:
+        inherited = os.environ.get(RUN_DIR_ENV)
+        if inherited and not is_rank_zero():
+            run_dir = Path(inherited)
+        else:
+            suffix = "-".join(p for p in (f"k{args.k}" if args.k else None,
+                                          f"seed{seed}" if args.seed_list else None,
+                                          args.ablation_row or None, args.suffix) if p) or None
+            run_dir = new_run_dir(args.runs_root, args.method, args.data, suffix)
+    os.environ[RUN_DIR_ENV] = str(run_dir)
+
+    random_init = _predict_random_init(layers, args.overrides)
+    tags = [args.method, args.profile, args.data, "k-shot" if args.k or "k-shot" in json.dumps(layers) else "zero-shot"]
+    tags += ["random-init"] if random_init else []
+    tags += [f"table:{args.ablation_table}", f"row:{args.ablation_row}"] if args.ablation_table else []
+    wandb_config = {
+        "method": args.method, "profile": args.profile, "data": args.data, "seed": seed, "k": args.k,
+        "overrides": overrides, "request_hash": digest,
+        "ablation": {"table": args.ablation_table, "row": args.ablation_row},
+    }
+    logger = make_logger(run_dir, run_dir.name, tags, wandb_config) if is_rank_zero() else None
+    meta_extra = {
+        "dataset": args.data, "profile": args.profile, "seed": seed, "request_hash": digest,
+        "overrides": overrides, "git_sha": git_sha(REPO), "versions": package_versions(),
+        "ablation": {"table": args.ablation_table, "row": args.ablation_row}, "run_dir": str(run_dir),
+    }
+    if resumed_from:
+        meta_extra["resumed_from"] = resumed_from
+        _record_resume(run_dir)
+    started = time.time()
+    try:
+        if getattr(cls, "per_category", False) and "--data.init_args.categories" not in " ".join(args.overrides):
+            results = _per_category(args, cli_args, run_dir, logger, layers)
+        else:
+            results = fit_and_test(cli_args, run_dir, logger, last_checkpoint(run_dir) if resumed_from else None)
+    except BaseException:
+        if is_rank_zero():
+            print(f"\nrun failed; partial logs and checkpoints are kept in {run_dir}", file=sys.stderr)
+        raise
+    if is_rank_zero():
+        meta = results.setdefault("meta", {})
+        meta.update(meta_extra)
+        meta["wall_s"] = round(time.time() - started, 2)
+        meta["random_init"] = bool(meta.get("random_init", random_init))
+        if logger is not None:
+            meta["wandb_run"] = _wandb_location(logger)
+        write_results(run_dir, results)
+        print()
+        if meta["random_init"]:
+            print("RANDOM-INIT backbone: these numbers say nothing about the method.")
+        print(format_table(results))
+        _finish_wandb(logger)
+    return run_dir
+
+
+def _per_category(args: argparse.Namespace, cli_args: list[str], run_dir: Path, logger: Any,
+                  layers: dict[str, Any]) -> dict[str, Any]:
+    """One model per category: a subfolder each; an interrupted invocation resumes at the first unfinished one."""
+    from datamodules.registry import dataset_categories
+
+    dataset = "builtin-B" if args.data == "builtin" else args.data
+    categories = dataset_categories(dataset, args.data_root)
+    parts: dict[str, dict[str, Any]] = {}
+    for category in categories:
+        sub = run_dir / category
+        done = sub / "metrics.json"
+        if done.is_file():
+            parts[category] = read_json(done)
+            print(f"[{category}] finished earlier, kept: {done}")
+            continue
+        sub.mkdir(parents=True, exist_ok=True)
+        resume = last_checkpoint(sub)
+        print(f"[{category}] {'resuming from ' + resume if resume else 'training'} in {sub}")
+        part = fit_and_test([*cli_args, f"--data.init_args.categories=[{category}]"], sub, logger, resume)
+        if is_rank_zero():
+            write_results(sub, part)
+        parts[category] = part
+    return merge_category_results(parts)
+
+
+def _predict_random_init(layers: dict[str, Any], overrides: list[str]) -> bool:
+    pretrained = str(layers.get("model", {}).get("init_args", {}).get("pretrained", "auto"))
+    for item in overrides:
+        if item.startswith("--model.init_args.pretrained="):
+            pretrained = item.split("=", 1)[1]
+    return pretrained.lower() in {"none"}
+
+
+def _record_resume(run_dir: Path) -> None:
+    log = run_dir / "resumed.log"
+    with log.open("a") as handle:
+        handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} resumed {shlex.join(sys.argv)}\n")
+
+
+def _wandb_location(logger: Any) -> str | None:
+    try:
+        experiment = logger.experiment
+        return getattr(experiment, "dir", None) and str(Path(experiment.dir).parent)
+    except Exception:  # noqa: BLE001 - W&B trouble must not lose the results
+        return None
+
+
+def _finish_wandb(logger: Any) -> None:
+    if logger is None:
+        return
+    location = _wandb_location(logger)
+    try:
+        import wandb
+
+        wandb.finish()
+    except Exception as err:  # noqa: BLE001
+        print(f"W&B: could not finish the run cleanly ({err}); results are in metrics.json")
+        return
+    if os.environ.get("WANDB_MODE") == "offline" and location:
+        print(f"W&B offline run saved in {location}; upload it later with: wandb sync {location}")
+
+
+def write_summary(group_dir: Path, runs: list[Path], seeds: list[int]) -> dict[str, Any]:
+    """mean and std over seeds of every mean metric and every category metric."""
+    results = [read_json(r / "metrics.json") for r in runs]
+    summary: dict[str, Any] = {"seeds": seeds, "runs": [str(r) for r in runs], "mean": {}, "std": {},
+                               "categories": {}}
+    for key in METRIC_KEYS:
+        values = [r["mean"].get(key) for r in results if r["mean"].get(key) is not None]
+        summary["mean"][key] = statistics.fmean(values) if values else None
+        summary["std"][key] = statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
+    for category in results[0].get("categories", {}):
+        cat: dict[str, Any] = {}
+        for key in METRIC_KEYS:
+            values = [r["categories"].get(category, {}).get(key) for r in results]
+            values = [v for v in values if v is not None]
+            cat[key] = {"mean": statistics.fmean(values) if values else None,
+                        "std": statistics.stdev(values) if len(values) > 1 else None}
+        summary["categories"][category] = cat
+    summary["meta"] = {k: results[0]["meta"].get(k) for k in ("method", "dataset", "backbone", "random_init")}
+    atomic_write_json(group_dir / "summary.json", summary)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        validate(args)
+    except LaunchError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.seed_list:
+        inherited = os.environ.get(RUN_DIR_ENV)
+        group = Path(inherited).parent if inherited and not is_rank_zero() else None
+        if group is None:
+            group = new_run_dir(args.runs_root, args.method, args.data, "seeds" + "_".join(map(str, args.seed_list)))
+        runs = []
+        for seed in args.seed_list:
+            sub = group / f"seed{seed}"
+            sub.mkdir(exist_ok=not is_rank_zero())
+            runs.append(run_once(args, seed, sub))
+        if is_rank_zero():
+            summary = write_summary(group, runs, args.seed_list)
+            print("\nmean ± std over seeds " + ",".join(map(str, args.seed_list)) + ":")
+            for key in METRIC_KEYS:
+                m, s = summary["mean"][key], summary["std"][key]
+                print(f"  {key:<12} " + ("n/a" if m is None else f"{100 * m:.1f} ± {100 * (s or 0):.1f}"))
+            print(f"run: {_display(group)}")
+        return 0
+    run_dir = run_once(args, args.seed)
+    if is_rank_zero():
+        print(f"run: {_display(run_dir)}")
+    return 0
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
