@@ -4,8 +4,13 @@ Every method's raw patch-level map goes through the same :class:`PostProcessor` 
 are compared on equal terms. The defaults reproduce what AnomalyCLIP and FB-CLIP do with
 ``scipy.ndimage.gaussian_filter(map, sigma=4)`` (truncate 4 -> radius 16, kernel 33): scipy's
 ``"reflect"`` border repeats the edge sample (``d c b a | a b c d | d c b a``), which is *symmetric*
-padding, not torch's ``"reflect"`` (``d c b | a b c d | c b a``). The filter itself runs in torch,
-batched and on the map's device.
+padding, not torch's ``"reflect"`` (``d c b | a b c d | c b a``).
+
+Upsampling and the bordered Gaussian are both linear and separable, so each axis is one matrix
+``A = G @ U`` (U: interpolation, G: padding + Gaussian), built once per size in float64, and a batch
+is processed as ``A_H @ map @ A_W^T``: two batched matmuls, on the map's device. This computes the
+same thing as ``F.interpolate`` followed by ``scipy.ndimage.gaussian_filter`` (tested to 1e-5), and
+is several times faster than a 33-tap ``conv2d`` on CPU, even at full resolution.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class PostProcessor(nn.Module):
         kernel = gaussian_kernel1d(self.sigma, self.truncate) if self.sigma > 0 else torch.ones(1)
         # Float64 master copy; cast to the map's dtype at use. Not a parameter, not saved in checkpoints.
         self.register_buffer("kernel", kernel.double(), persistent=False)
+        self._matrices: dict[tuple, torch.Tensor] = {}  # per (n_in, n_out, device, dtype)
 
     @property
     def radius(self) -> int:
@@ -110,36 +116,49 @@ class PostProcessor(nn.Module):
             size: evaluation size (H, W); ``None`` keeps (h, w).
 
         Returns:
-            (B, H, W) maps in the input's floating dtype (integer input becomes float32).
+            (B, H, W) maps; float64 input stays float64, any other dtype gives float32.
         """
         x = anomaly_map
-        if x.ndim == 3:
-            x = x.unsqueeze(1)
-        if x.ndim != 4 or x.shape[1] != 1:
+        if x.ndim == 4 and x.shape[1] == 1:
+            x = x[:, 0]
+        if x.ndim != 3:
             raise ValueError(
                 "PostProcessor: anomaly_map must have shape (B, h, w) or (B, 1, h, w), "
                 f"got {tuple(anomaly_map.shape)}"
             )
-        if not x.is_floating_point():
+        if x.dtype != torch.float64:
             x = x.float()
-        if size is not None:
-            size = (int(size[0]), int(size[1]))
-            if size != tuple(x.shape[-2:]):
-                align = self.align_corners if self.upsample != "nearest" else None
-                x = F.interpolate(x, size=size, mode=self.upsample, align_corners=align)
-        if self.sigma > 0:
-            x = self._smooth(x)
-        return x[:, 0]
+        h, w = x.shape[-2:]
+        H, W = (h, w) if size is None else (int(size[0]), int(size[1]))
+        if H < 1 or W < 1:
+            raise ValueError(f"PostProcessor: size must be positive, got {size}")
+        if (H, W) == (h, w) and self.sigma == 0:
+            return x
+        A_H = self.axis_matrix(h, H, x.device, x.dtype)
+        A_W = self.axis_matrix(w, W, x.device, x.dtype)
+        return A_H @ (x @ A_W.T)
 
-    def _smooth(self, x: torch.Tensor) -> torch.Tensor:
-        """Separable Gaussian on (B, 1, H, W): pad each axis with the scipy border, then a 1-D conv."""
-        r = self.radius
-        k = self.kernel.to(device=x.device, dtype=x.dtype)
-        H, W = x.shape[-2:]
-        x = x.index_select(-1, border_index(W, r, self.border, x.device))
-        x = F.conv2d(x, k.view(1, 1, 1, -1))
-        x = x.index_select(-2, border_index(H, r, self.border, x.device))
-        return F.conv2d(x, k.view(1, 1, -1, 1))
+    def axis_matrix(self, n_in: int, n_out: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """The (n_out, n_in) linear map of one axis: interpolation to ``n_out``, then the bordered Gaussian."""
+        key = (n_in, n_out, str(device), dtype)
+        if key not in self._matrices:
+            # Interpolating the identity basis yields the interpolation matrix, whatever the mode.
+            U = torch.eye(n_in, dtype=torch.float64)
+            if n_in != n_out:
+                align = self.align_corners if self.upsample != "nearest" else None
+                basis = U.view(n_in, 1, n_in, 1)
+                U = F.interpolate(basis, size=(n_out, 1), mode=self.upsample, align_corners=align)[:, 0, :, 0].T
+            if self.sigma > 0:
+                r = self.radius
+                k = self.kernel.detach().cpu().double()
+                source = border_index(n_out, r, self.border)
+                G = torch.zeros(n_out, n_out, dtype=torch.float64)
+                rows = torch.arange(n_out)
+                for t in range(2 * r + 1):
+                    G.index_put_((rows, source[t : t + n_out]), k[t].expand(n_out), accumulate=True)
+                U = G @ U
+            self._matrices[key] = U.to(device=device, dtype=dtype)
+        return self._matrices[key]
 
 
 def max_score(maps: torch.Tensor) -> torch.Tensor:

@@ -80,3 +80,17 @@ def test_bad_options_are_named(kwargs, match):
 def test_bad_shape_is_named():
     with pytest.raises(ValueError, match="anomaly_map"):
         PostProcessor()(torch.zeros(2, 3, 8, 8))
+
+
+@pytest.mark.parametrize(("mode", "align"), [("bicubic", False), ("bilinear", True), ("nearest", False)])
+def test_every_upsample_mode_matches_interpolate(mode, align):
+    raw = torch.randn(3, 1, 9, 7, dtype=torch.float64)
+    kwargs = {} if mode == "nearest" else {"align_corners": align}
+    ref = torch.nn.functional.interpolate(raw, size=(40, 33), mode=mode, **kwargs)[:, 0]
+    out = PostProcessor(sigma=0, upsample=mode, align_corners=align)(raw, size=(40, 33))
+    torch.testing.assert_close(out, ref, atol=1e-10, rtol=0)
+
+
+def test_output_dtype():
+    assert PostProcessor()(torch.rand(1, 6, 6, dtype=torch.float16)).dtype == torch.float32
+    assert PostProcessor()(torch.rand(1, 6, 6, dtype=torch.float64)).dtype == torch.float64
