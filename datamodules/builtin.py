@@ -18,7 +18,8 @@ defect painted in, and its exact binary mask (``ground_truth/<defect>/<stem>_mas
 * ``scratch``: a thin (1-3 px) polyline of 2-4 straight segments in a constant bright or dark
   colour; mask = the drawn pixels.
 * ``stain``: a soft-edged colour blob (union of ellipses, Gaussian-feathered) blended with a
-  foreign colour; mask = where the blend weight is at least half of its peak strength.
+  foreign colour; mask = where the blend weight is at least 40 % of its peak (the fainter
+  feathered rim, at most a few pixels wide, is left unlabelled).
 * ``hole``: an irregular dark disk with a lighter rim; mask = disk and rim.
 * ``foreign``: a disk cut from a DIFFERENT photo (another category) pasted with a hard circular
   edge; mask = the disk.
@@ -158,14 +159,15 @@ def _stain(image: np.ndarray, rng: np.random.Generator, photos: dict) -> np.ndar
         offset = np.rint(rng.normal(0, 7, size=2)).astype(int)
         axes = (int(rng.integers(8, 22)), int(rng.integers(8, 22)))
         cv2.ellipse(blob, tuple(int(v) for v in centre + offset), axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
-    alpha = ndimage.gaussian_filter(blob.astype(np.float64), sigma=3.0, mode="constant")
+    alpha = ndimage.gaussian_filter(blob.astype(np.float64), sigma=2.0, mode="constant")
     alpha /= alpha.max()
+    alpha[alpha < 0.1] = 0.0  # keep the feathered rim short, so unlabelled changes stay next to the mask
     strength = rng.uniform(0.55, 0.8)
     colour = np.clip(_STAIN_COLOURS[int(rng.integers(len(_STAIN_COLOURS)))] + rng.normal(0, 12, size=3), 0, 255)
     weight = (strength * alpha)[..., None]
     blended = image.astype(np.float64) * (1 - weight) + colour * weight
     image[...] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return np.where(alpha >= 0.5, 255, 0).astype(np.uint8)
+    return np.where(alpha >= 0.4, 255, 0).astype(np.uint8)
 
 
 def _hole(image: np.ndarray, rng: np.random.Generator, photos: dict) -> np.ndarray:
