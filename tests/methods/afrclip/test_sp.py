@@ -1,0 +1,133 @@
+import warnings
+
+import pytest
+import torch
+
+from src.methods.afrclip import sp as sp_module
+from src.methods.afrclip.sp import (
+    CNNFeatures,
+    CNNWeightsUnavailableError,
+    SelfPrompting,
+    prompt_plan,
+    resolve_cnn_weights,
+)
+
+
+def test_plan_for_the_paper_taps():
+    assert prompt_plan([6, 12, 18, 24], [1], "append", 24) == {2: "append", 3: "replace", 4: "replace",
+                                                                5: "replace", 6: "replace"}
+    two = prompt_plan([6, 12, 18, 24], [1, 2], "append", 24)
+    assert sorted(two) == list(range(2, 13)) and two[2] == "append" and two[12] == "replace"
+    assert set(prompt_plan([6, 12, 18, 24], [1], "overwrite", 24).values()) == {"replace"}
+    assert prompt_plan([6, 12, 18, 24], [1], "append", 24, drop_after_last_stage=True)[7] == "drop"
+
+
+@pytest.mark.parametrize("stages", [[], [0], [5]])
+def test_plan_rejects_bad_stages(stages):
+    with pytest.raises(ValueError, match="sp_stages"):
+        prompt_plan([6, 12, 18, 24], stages, "append", 24)
+
+
+def test_plan_rejects_a_stage_of_block_one_only_and_unknown_insert():
+    with pytest.raises(ValueError, match="only block 1"):
+        prompt_plan([1, 4], [1], "append", 4)
+    with pytest.raises(ValueError, match="sp_insert"):
+        prompt_plan([6, 12], [1], "prepend", 12)
+
+
+def test_prompts_combine_pv_and_pl():
+    sp = SelfPrompting(width=6, num_prompts=3, source_dim=4)
+    src = torch.randn(2, 4)
+    pv = torch.stack([lin(src) for lin in sp.pv], dim=1)
+    assert torch.allclose(sp(src, 2), pv + sp.pl)
+    only_pl = SelfPrompting(6, 3, 4, use_pv=False)
+    assert torch.equal(only_pl(None, 2), only_pl.pl.expand(2, -1, -1))
+    with pytest.raises(ValueError, match="use_sp=false"):
+        SelfPrompting(6, 3, 4, use_pv=False, use_pl=False)
+
+
+def test_sp_off_taps_equal_plain_clip(make_model):
+    model = make_model(sp_use_pv=False, sp_use_pl=False).model
+    images = torch.randn(2, 3, 32, 32)
+    plain = model.backbone.encode_image_layers(images, model.layers)
+    for ours, ref in zip(model.visual_taps(images), plain):
+        assert torch.equal(ours, ref)
+    # The check can fail: with prompts on, the taps after the prompted block differ.
+    prompted = make_model().model.visual_taps(images)
+    assert not torch.allclose(prompted[0], plain[0])
+
+
+def test_prompt_tokens_never_reach_taps_and_block_one_ignores_them(make_model):
+    model = make_model().model
+    bb = model.backbone
+    images = torch.randn(2, 3, 32, 32)
+    n = 1 + bb.num_patches
+    lengths = {}
+
+    def recording(hook):
+        def wrapped(i, x):
+            x = hook(i, x)
+            lengths[i] = x.shape[1]
+            return x
+        return wrapped
+
+    k = model.sp.num_prompts
+    prompts_a, prompts_b = torch.randn(2, k, bb.width), torch.randn(2, k, bb.width)
+    hook_a = recording(SelfPrompting.hook(prompts_a, model.plan))
+    with torch.no_grad():
+        taps = bb.forward_blocks(bb.embed_image(images), [1, 2, 3, 4], hook_a)
+        taps_b = bb.forward_blocks(bb.embed_image(images), [1, 2], SelfPrompting.hook(prompts_b, model.plan))
+    assert lengths == {1: n, 2: n + k, 3: n + k, 4: n + k}  # appended before block 2, carried on
+    assert all(t.shape[1] == n for t in taps)
+    assert torch.equal(taps[0], taps_b[0])  # after block 1: independent of the prompts
+    assert not torch.allclose(taps[1], taps_b[1])  # after block 2: depends on them
+    assert all(t.shape[1] == n for t in model.visual_taps(images))
+
+
+def test_overwrite_keeps_the_sequence_length(make_model):
+    model = make_model(sp_insert="overwrite").model
+    bb = model.backbone
+    seen = []
+    hook = SelfPrompting.hook(torch.zeros(1, model.sp.num_prompts, bb.width), model.plan)
+    with torch.no_grad():
+        bb.forward_blocks(bb.embed_image(torch.randn(1, 3, 32, 32)), [4],
+                          lambda i, x: seen.append(hook(i, x).shape[1]) or hook(i, x))
+    assert set(seen) == {1 + bb.num_patches}
+
+
+def test_cnn_weights_resolution_never_downloads(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    assert resolve_cnn_weights("resnet18", "none") is None
+    with pytest.raises(CNNWeightsUnavailableError, match="never downloads"):
+        resolve_cnn_weights("resnet18", "imagenet")
+    with pytest.warns(UserWarning, match="RANDOM-INIT SP CNN"):
+        assert resolve_cnn_weights("resnet18", "auto") is None
+    with pytest.raises(CNNWeightsUnavailableError, match="not a file"):
+        resolve_cnn_weights("resnet18", str(tmp_path / "missing.pth"))
+    # A file in the hub cache under torchvision's name is found by both 'imagenet' and 'auto'.
+    cached = sp_module._cached_imagenet_files("resnet18")[0]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    assert resolve_cnn_weights("resnet18", "imagenet") == str(cached)
+
+
+def test_cnn_loads_a_local_state_dict_and_stays_frozen(tmp_path):
+    import torchvision
+
+    torch.manual_seed(3)
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "r18.pth"
+    torch.save(net.state_dict(), path)
+    cnn = CNNFeatures("resnet18", str(path))
+    assert not cnn.random_init
+    assert torch.equal(cnn.backbone["layer3"][0].conv1.weight, net.layer3[0].conv1.weight)
+    cnn.train()
+    assert not cnn.training and not any(p.requires_grad for p in cnn.parameters())
+    assert cnn(torch.randn(2, 3, 32, 32)).shape == (2, 384)
+
+
+def test_random_cnn_is_labelled(make_model):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        meta = make_model().results_meta()
+    assert meta["sp_cnn_random_init"] is True and meta["random_init"] is True
