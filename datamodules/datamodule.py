@@ -150,9 +150,17 @@ class AnomalyDataModule(L.LightningDataModule):
 
     # ------------------------------------------------------------------ lifecycle
 
+    @property
+    def aux_root(self) -> str | None:
+        """``aux_root``; for a built-in half trained beside a built-in target, the target's root."""
+        hp = self.hparams
+        if hp.aux_root is None and hp.dataset.startswith("builtin") and str(self.aux_dataset).startswith("builtin"):
+            return hp.root
+        return hp.aux_root
+
     def prepare_data(self) -> None:
         """Generate the built-in benchmark(s) if absent (Lightning calls this on one process)."""
-        for reader, root in ((self.reader, self.hparams.root), (self.aux_reader, self.hparams.aux_root)):
+        for reader, root in ((self.reader, self.hparams.root), (self.aux_reader, self.aux_root)):
             if reader is not None and hasattr(reader, "prepare"):
                 reader.prepare(root)
 
@@ -172,7 +180,12 @@ class AnomalyDataModule(L.LightningDataModule):
             }
         needs_aux = stage in (None, "fit", "validate")
         if hp.protocol == "zero-shot" and needs_aux and self.aux_reader is not None and not self.aux_samples:
-            self.aux_samples = self.aux_reader.read(hp.aux_root, "test", hp.aux_categories)
+            if self.aux_root is None and not hasattr(self.aux_reader, "prepare"):
+                raise DatasetError(
+                    f"zero-shot training data '{self.aux_dataset}' needs its folder: set "
+                    f"--data.init_args.aux_root=<folder> (or aux_dataset=none for training-free methods)"
+                )
+            self.aux_samples = self.aux_reader.read(self.aux_root, "test", hp.aux_categories)
             validate_samples(self.aux_samples, f"{self.aux_dataset} test split (auxiliary training data)")
         key = stage or "all"
         if key not in self._prepared_stages:

@@ -113,7 +113,9 @@ class FolderReader(DatasetReader):
         if self.known_categories is not None:
             return list(self.known_categories)
         found = sorted(
-            d.name for d in path.iterdir() if d.is_dir() and ((d / "train").is_dir() or (d / "test").is_dir())
+            d.name
+            for d in path.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and ((d / "train").is_dir() or (d / "test").is_dir())
         )
         if not found:
             raise DatasetError(
@@ -137,7 +139,7 @@ class FolderReader(DatasetReader):
         if not split_dir.is_dir():
             raise DatasetError(f"{self.name}: {split_dir} is missing; expected <category>/{split}/<good|defect>/")
         samples: list[Sample] = []
-        for type_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
+        for type_dir in sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
             images = self._files(type_dir, self.image_extensions)
             is_normal = type_dir.name in self.normal_dirs
             if split == "train" and not is_normal:
@@ -175,7 +177,7 @@ class FolderReader(DatasetReader):
         gt_dir = cat_dir / "ground_truth"
         if split != "test" or not gt_dir.is_dir():
             return
-        for mask_dir in sorted(d for d in gt_dir.iterdir() if d.is_dir()):
+        for mask_dir in sorted(d for d in gt_dir.iterdir() if d.is_dir() and not d.name.startswith(".")):
             if mask_dir.name in self.normal_dirs:
                 continue  # normal images have all-zero masks by definition
             if not (cat_dir / "test" / mask_dir.name).is_dir() and self._files(mask_dir, self.mask_extensions):

@@ -181,6 +181,9 @@ def test_bad_options(roots, tmp_path):
     bad_category = AnomalyDataModule(dataset="folder", root=str(target), categories=["nut"], aux_dataset="none")
     with pytest.raises(DatasetError, match=r"unknown category \['nut'\].*valid: \['gadget', 'widget'\]"):
         bad_category.setup("test")
+    no_aux_root = AnomalyDataModule(dataset="folder", root=str(target))  # default aux: mvtec
+    with pytest.raises(DatasetError, match="'mvtec' needs its folder: set --data.init_args.aux_root"):
+        no_aux_root.setup("fit")
     training_free = AnomalyDataModule(dataset="folder", root=str(target), aux_dataset="none")
     training_free.setup("fit")
     with pytest.raises(DatasetError, match="no training data"):
@@ -215,7 +218,7 @@ def test_builtin_cross_half_through_lightning(tmp_path):
     """builtin-B evaluated, builtin-A trained; a real Trainer consumes the loaders."""
     root = generate_builtin(tmp_path / "builtin-v1", n_train=2, n_test_good=1, n_per_defect=1, progress=False)
     assert dataset_categories("builtin-A") == ["brick", "gravel", "coins", "chelsea", "retina"]
-    dm = AnomalyDataModule(dataset="builtin-B", root=str(root), aux_root=str(root), image_size=16, batch_size=4)
+    dm = AnomalyDataModule(dataset="builtin-B", root=str(root), image_size=16, batch_size=4)  # aux: builtin-A there
 
     class Probe(L.LightningModule):
         def __init__(self) -> None:

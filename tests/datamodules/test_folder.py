@@ -13,6 +13,8 @@ from tests.datamodules.conftest import make_folder_dataset, write_image, write_m
 
 
 def test_reads_labels_defects_and_masks(folder_root):
+    (folder_root / "widget" / "test" / ".ipynb_checkpoints").mkdir()  # hidden folders are not defect types
+    (folder_root / ".cache" / "test").mkdir(parents=True)
     reader = FolderReader()
     assert reader.categories(folder_root) == ["gadget", "widget"]
     test = reader.read(folder_root, "test", ["widget"])
