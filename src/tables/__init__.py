@@ -1,0 +1,16 @@
+"""Paper tables: ablation grids, the methods side by side, published numbers beside ours.
+
+    python -m src.tables ablate --method clip --table layers [--profile quick] [--seeds 0,1,2] [-- overrides]
+    python -m src.tables table [--method clip] [--table layers]
+    python -m src.tables compare [--profile quick] [--protocol zero-shot|k-shot] [--k 2] [--data mvtec,visa]
+
+Modules: ``spec`` (ablation YAMLs, reference CSVs, protocol YAMLs), ``records`` (finished runs),
+``build`` (table layout), ``launch`` (running rows, writing and logging tables).
+"""
+
+from src.tables.build import Table, ablation_table, compare_table
+from src.tables.launch import ablate, compare, rebuild
+from src.tables.spec import AblationSpec, SpecError, load_ablation, load_reference
+
+__all__ = ["AblationSpec", "SpecError", "Table", "ablate", "ablation_table", "compare", "compare_table",
+           "load_ablation", "load_reference", "rebuild"]

@@ -1,0 +1,87 @@
+"""Command line of the tables: ``make ablate``, ``make table``, ``make compare``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from src.tables.launch import RunFailedError, ablate, compare, rebuild
+from src.tables.spec import REPO, SpecError
+
+
+def _seeds(text: str | None) -> list[int] | None:
+    if not text:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError as err:
+        raise SpecError(f"SEEDS={text!r} must be comma-separated integers, e.g. 0,1,2") from err
+
+
+def _split(text: str | None) -> list[str]:
+    return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m src.tables", description=__doc__)
+    parser.add_argument("--runs-root", default=str(REPO / "runs"), help="parent folder of run directories")
+    parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    ab = sub.add_parser("ablate", help="run every row of an ablation grid, then write the table")
+    ab.add_argument("--method", required=True)
+    ab.add_argument("--table", required=True)
+    ab.add_argument("--profile", default="quick")
+    ab.add_argument("--seeds", default=None, help="comma-separated seeds; mean ± std per row")
+    ab.add_argument("--data", default=None)
+    ab.add_argument("--data-root", default=None)
+
+    tb = sub.add_parser("table", help="rebuild ablation tables from run directories alone")
+    tb.add_argument("--method", default=None)
+    tb.add_argument("--table", default=None)
+
+    cp = sub.add_parser("compare", help="methods side by side under one protocol")
+    cp.add_argument("--profile", default="quick")
+    cp.add_argument("--protocol", default="zero-shot", help="zero-shot (clip, afr, fb) or k-shot (vtfusion, clip)")
+    cp.add_argument("--k", type=int, default=None, help="shots for the k-shot protocol (default 2)")
+    cp.add_argument("--data", default=None, help="comma-separated datasets, e.g. mvtec,visa")
+    cp.add_argument("--data-root", default=None, help="comma-separated folders, one per dataset")
+    cp.add_argument("--methods", default=None, help="comma-separated subset of the protocol's methods")
+    for p in (ab, cp):
+        p.add_argument("overrides", nargs="*", help="LightningCLI overrides for every run (after --)")
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "table" and unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command != "table":
+        args.overrides = [o for o in (*args.overrides, *unknown) if o != "--"]
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    runs_root = Path(args.runs_root)
+    failures: list[str] = []
+    try:
+        if args.command == "ablate":
+            _, failures = ablate(args.method, args.table, args.profile, _seeds(args.seeds), args.data, args.data_root,
+                                 runs_root, args.overrides, log=not args.no_wandb)
+        elif args.command == "table":
+            rebuild(args.method, args.table, runs_root, log=not args.no_wandb)
+        else:
+            _, failures = compare(args.profile, args.protocol, args.k, _split(args.data), _split(args.data_root),
+                                  runs_root, args.overrides, _split(args.methods) or None, log=not args.no_wandb)
+    except (SpecError, RunFailedError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if failures:
+        print("\nruns that did not finish (rerun the same command to retry; finished ones are kept):",
+              file=sys.stderr)
+        for failure in failures:
+            print(f"  {failure}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

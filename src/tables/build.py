@@ -1,0 +1,220 @@
+"""Assemble ablation and comparison tables from finished runs and published numbers.
+
+Numbers are x100 with one decimal; ``mean ± std`` (sample std) where several seeds ran. The
+published number sits beside ours. A difference column (``Δ``, ours minus published) appears only
+when some row ran on real pretrained weights, in the paper profile, on the paper's dataset; a
+row on random weights is labelled ``random-init`` and never differenced.
+
+Public API: ``Table``, ``ablation_table``, ``compare_table``, ``METRIC_NAMES``, ``DOMAINS``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from src.tables.records import RunRecord
+from src.tables.spec import AblationSpec, Reference
+
+METRIC_NAMES = {"image_auroc": "I-AUROC", "image_ap": "I-AP", "image_f1max": "I-F1max", "pixel_auroc": "P-AUROC",
+                "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "pixel_aupro": "P-AUPRO"}
+COMPARE_METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro", "pixel_f1max")
+#: Dataset -> domain, for the domain means of the comparison table (the papers' Industrial/Medical).
+DOMAINS = {
+    "mvtec": "Industrial", "visa": "Industrial", "btad": "Industrial", "mpdd": "Industrial", "real-iad": "Industrial",
+    "dagm": "Industrial", "dtd": "Industrial", "headct": "Medical", "brainmri": "Medical", "br35h": "Medical",
+    "isic": "Medical", "clinicdb": "Medical", "colondb": "Medical", "tn3k": "Medical",
+    "builtin": "Built-in", "builtin-A": "Built-in", "builtin-B": "Built-in",
+}
+MISSING = "–"
+
+
+@dataclass
+class Table:
+    """A rendered table: the same cells go to Markdown and CSV."""
+
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+    notes: list[str] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        lines = [f"### {self.title}", ""]
+        lines += [f"> {note}" for note in self.notes]
+        lines += [""] if self.notes else []
+        lines.append("| " + " | ".join(self.header) + " |")
+        lines.append("| " + " | ".join("---" for _ in self.header) + " |")
+        lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in self.rows]
+        return "\n".join(lines) + "\n"
+
+    def to_csv(self) -> str:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(self.header)
+        writer.writerows(self.rows)
+        return buffer.getvalue()
+
+
+def pct(value: float | None) -> str:
+    return MISSING if value is None else f"{100 * value:.1f}"
+
+
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, str]:
+    """Mean, sample std (None for one value) and the cell text of a metric over seeds."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None, None, MISSING
+    mean = statistics.fmean(present)
+    if len(present) == 1:
+        return mean, None, pct(mean)
+    std = statistics.stdev(present)
+    return mean, std, f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def comparable(record: RunRecord, dataset: str) -> bool:
+    """May this run be differenced against a published number on ``dataset``?"""
+    meta = record.meta
+    return (not record.random_init and meta.get("profile") == "paper" and bool(meta.get("pretrained", True))
+            and meta.get("dataset") == dataset)
+
+
+def _lookup(reference: Reference, row: str, dataset: str, k: int | None, category: str = "") -> dict[str, float]:
+    if dataset:
+        return reference.get((row, dataset, k, category), {})
+    return next((v for (r, _, kk, c), v in reference.items() if (r, kk, c) == (row, k, category)), {})
+
+
+def ablation_table(spec: AblationSpec, runs: Mapping[tuple[str, int | None], list[RunRecord]],
+                   reference: Reference) -> Table:
+    """The paper's layout: row, label columns, [k], per metric ours | paper [| Δ], seeds, weights."""
+    lines: list[tuple[str, int | None, list[RunRecord]]] = [
+        (row.name, k, list(runs.get((row.name, k), []))) for k in spec.ks for row in spec.rows
+    ]
+    differenced = any(recs and all(comparable(r, spec.paper_dataset) for r in recs) for _, _, recs in lines)
+    header = ["row", *spec.label_columns, *(["k"] if spec.ks != [None] else [])]
+    for metric in spec.metrics:
+        name = METRIC_NAMES[metric]
+        header += [name, f"{name} paper"] + ([f"{name} Δ"] if differenced else [])
+    header += ["seeds", "weights"]
+    rows = []
+    for name, k, records in lines:
+        row = spec.row(name)
+        cells = [name, *(row.labels.get(c, "") for c in spec.label_columns), *([str(k)] if spec.ks != [None] else [])]
+        published = _lookup(reference, name, spec.paper_dataset, k)
+        may_diff = bool(records) and all(comparable(r, spec.paper_dataset) for r in records)
+        for metric in spec.metrics:
+            mean, _, text = mean_std([r.results.get("mean", {}).get(metric) for r in records])
+            paper = published.get(metric)
+            cells += [text if records else "not run", pct(paper)]
+            if differenced:
+                ok = may_diff and mean is not None and paper is not None
+                cells.append(f"{100 * (mean - paper):+.1f}" if ok else "")
+        cells += [",".join(str(r.seed) for r in records), _weights(records)]
+        rows.append(cells)
+    notes = _notes(spec.paper_dataset, [r for _, _, recs in lines for r in recs], differenced)
+    return Table(spec.title, header, rows, notes)
+
+
+def _weights(records: Sequence[RunRecord]) -> str:
+    if not records:
+        return ""
+    if any(r.random_init for r in records):
+        return "random-init"
+    return str(records[0].meta.get("pretrained") or "pretrained")
+
+
+def _notes(paper_dataset: str, records: Sequence[RunRecord], differenced: bool) -> list[str]:
+    notes = []
+    datasets = sorted({str(r.meta.get("dataset")) for r in records})
+    profiles = sorted({str(r.meta.get("profile")) for r in records})
+    if records:
+        notes.append(f"ours: profile {', '.join(profiles)}, data {', '.join(datasets)}; "
+                     f"paper: published numbers{' on ' + paper_dataset if paper_dataset else ''}, percent.")
+    if any(r.random_init for r in records):
+        notes.append("random-init rows ran on random backbone weights: their numbers say nothing about the method "
+                     "and are never differenced against the paper.")
+    if not differenced:
+        notes.append("no Δ column: it appears only for pretrained runs in the paper profile on the paper's dataset.")
+    return notes
+
+
+def compare_table(title: str, results: Mapping[str, Mapping[str, RunRecord]],
+                  references: Mapping[str, Reference], k: int | None = None) -> Table:
+    """Methods side by side.
+
+    Args:
+        results: ``{dataset: {method: record}}`` (one run per method and dataset).
+        references: ``{method: main.csv reference}``.
+        k: shots of the k-shot protocol (``None`` for zero-shot), used to pick published rows.
+
+    Rows: each dataset's categories and mean, then domain means where several datasets ran, then
+    ``published`` rows per dataset, and ``Δ`` rows where the runs are comparable.
+    """
+    methods = list(dict.fromkeys(m for per in results.values() for m in per))
+    random = {m for per in results.values() for m, r in per.items() if r.random_init}
+    header = ["dataset", "category"]
+    for method in methods:
+        label = f"{method} (random-init)" if method in random else method
+        header += [f"{label} {METRIC_NAMES[m]}" for m in COMPARE_METRICS]
+    rows: list[list[str]] = []
+    means: dict[str, dict[str, dict[str, float | None]]] = {}
+    for dataset, per in results.items():
+        categories = list(dict.fromkeys(c for r in per.values() for c in r.results.get("categories", {})))
+        for category in [*categories, "mean"]:
+            cells = [dataset, category]
+            for method in methods:
+                record = per.get(method)
+                if record is None:
+                    values = {}
+                elif category == "mean":
+                    values = record.results.get("mean", {})
+                else:
+                    values = record.results.get("categories", {}).get(category, {})
+                cells += [pct(values.get(m)) for m in COMPARE_METRICS]
+                if category == "mean":
+                    means.setdefault(dataset, {})[method] = {m: values.get(m) for m in COMPARE_METRICS}
+            rows.append(cells)
+    domains: dict[str, list[str]] = {}
+    for dataset in results:
+        domains.setdefault(DOMAINS.get(dataset, "Other"), []).append(dataset)
+    if len(results) > 1:
+        for domain, datasets in domains.items():
+            cells = [f"{domain} mean ({len(datasets)} datasets)", "mean"]
+            for method in methods:
+                for metric in COMPARE_METRICS:
+                    vals = [means[d].get(method, {}).get(metric) for d in datasets]
+                    cells.append(pct(statistics.fmean(vals)) if vals and None not in vals else MISSING)
+            rows.append(cells)
+    published_datasets = list(dict.fromkeys(d for ref in references.values() for (_, d, _, c) in ref if not c))
+    any_diff = False
+    for dataset in published_datasets:
+        cells = [dataset, "published"]
+        diff = [dataset, "Δ ours − published"]
+        has_diff = False
+        for method in methods:
+            paper = _lookup(references.get(method, {}), method, dataset, k)
+            record = results.get(dataset, {}).get(method)
+            for metric in COMPARE_METRICS:
+                cells.append(pct(paper.get(metric)))
+                ours = means.get(dataset, {}).get(method, {}).get(metric)
+                if record is not None and comparable(record, dataset) and ours is not None and metric in paper:
+                    diff.append(f"{100 * (ours - paper[metric]):+.1f}")
+                    has_diff = True
+                else:
+                    diff.append("")
+        rows.append(cells)
+        if has_diff:
+            rows.append(diff)
+            any_diff = True
+    records = [r for per in results.values() for r in per.values()]
+    notes = _notes("", records, any_diff)
+    return Table(title, header, rows, notes)
+
+
+def records_summary(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
+    """Run directories behind a table, for its log."""
+    return [{"run": str(r.path), "seed": r.seed, "request_hash": r.meta.get("request_hash")} for r in records]
