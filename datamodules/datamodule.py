@@ -33,7 +33,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, get_worker_info
 
 from datamodules.base import AnomalyDataset, DatasetError, Sample, validate_samples
@@ -128,6 +128,10 @@ class AnomalyDataModule(L.LightningDataModule):
                     raise DatasetError(f"aux_dataset '{aux}' is not one of {sorted(DATASETS)} or 'none'")
                 check_disjoint(dataset, root, aux, aux_root)
         else:
+            if aux_dataset not in (None, "none") or aux_root is not None:
+                rank_zero_warn(
+                    f"aux_dataset/aux_root are ignored by the k-shot protocol (got {aux_dataset!r}, {aux_root!r})"
+                )
             aux = None
         self.aux_dataset = aux
         self.preprocessor = Preprocessor(image_size, image_interpolation, mask_interpolation, seed=seed)
@@ -146,7 +150,7 @@ class AnomalyDataModule(L.LightningDataModule):
         self.aux_samples: list[Sample] = []
         self.shots: dict[str, list[Sample]] = {}
         self.k_shot_files: dict[str, list[str]] = {}
-        self._prepared_stages: set[str] = set()
+        self._last_description = ""
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -187,10 +191,10 @@ class AnomalyDataModule(L.LightningDataModule):
                 )
             self.aux_samples = self.aux_reader.read(self.aux_root, "test", hp.aux_categories)
             validate_samples(self.aux_samples, f"{self.aux_dataset} test split (auxiliary training data)")
-        key = stage or "all"
-        if key not in self._prepared_stages:
-            self._prepared_stages.add(key)
-            rank_zero_info(self.describe())
+        description = self.describe()
+        if description != self._last_description:  # once per run, again only if the tables changed
+            self._last_description = description
+            rank_zero_info(description)
 
     def describe(self) -> str:
         """One paragraph saying which data trains and which evaluates."""

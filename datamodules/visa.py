@@ -77,7 +77,9 @@ class VisaReader(DatasetReader):
                 mask = row["mask"].strip() if label == 1 else ""
                 if label == 1 and not mask:
                     raise DatasetError(f"visa: anomalous row {row['image']} in {path / SPLIT_CSV} has no mask")
-                defect = NORMAL_DEFECT if label == 0 else defect_types.get(row["image"], "anomaly")
+                defect = NORMAL_DEFECT
+                if label == 1:
+                    defect = defect_types.get(row["image"], defect_types.get(Path(row["image"]).name, "anomaly"))
                 samples.append(
                     Sample(str(path / row["image"]), str(path / mask) if mask else None, label, category, defect, split)
                 )
@@ -110,7 +112,11 @@ class VisaReader(DatasetReader):
 
     @staticmethod
     def _defect_types(root: Path, category: str) -> dict[str, str]:
-        """image path (relative to root) -> defect label from ``<category>/image_anno.csv``, if present."""
+        """Image path (relative to root) and file name -> defect label from ``<category>/image_anno.csv``.
+
+        Only anomalous rows are kept, so the file-name fallback cannot confuse ``Normal/000.JPG``
+        with ``Anomaly/000.JPG``.
+        """
         anno = root / category / "image_anno.csv"
         if not anno.is_file():
             return {}
@@ -118,8 +124,10 @@ class VisaReader(DatasetReader):
             reader = csv.DictReader(handle)
             if "image" not in (reader.fieldnames or []) or "label" not in (reader.fieldnames or []):
                 return {}
-            return {
-                row["image"]: row["label"].strip()
-                for row in reader
-                if row["label"].strip() and row["label"].strip() != "normal"
-            }
+            types = {}
+            for row in reader:
+                label = row["label"].strip()
+                if label and label != "normal":
+                    types[row["image"]] = label
+                    types.setdefault(Path(row["image"]).name, label)
+            return types

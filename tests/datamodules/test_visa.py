@@ -38,6 +38,9 @@ def test_defect_types_from_image_anno(tmp_path):
     root = make_visa_dataset(tmp_path, {"cashew": (1, 1, 2)}, anno=True)
     test = VisaReader().read(root, "test", ["cashew"])
     assert [s.defect_type for s in test] == ["good", "scratch", "chip,burnt"]
+    anno = root / "cashew" / "image_anno.csv"  # file names instead of root-relative paths also match
+    anno.write_text(anno.read_text().replace("cashew/Data/Images/Anomaly/", ""))
+    assert [s.defect_type for s in VisaReader().read(root, "test", ["cashew"])] == ["good", "scratch", "chip,burnt"]
 
 
 def test_counts_asserted_on_full_list(tmp_path, monkeypatch):
