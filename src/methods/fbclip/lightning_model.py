@@ -38,6 +38,7 @@ class FBCLIP(AnomalyModule):
         indicator_weights, soft_mask_values, mask_threshold, sem_alpha: MVFBE constants.
         layer_weight_count: softmax layer weights (6 in the release for 5 layers).
         temperature: similarity temperature (0.07).
+        fb_heads, fb_head_dim: FB-Attention geometry (8 x 64 as released).
         focal_gamma, dice_weight: loss (binary focal gamma 4 on score and map, 0.2 x Dice).
         scr_weight, scr_tau, scr_margin, scr_w_entropy, scr_w_margin: SCR.
         lr, beta1, beta2: Adam (5e-5, (0.5, 0.999)).
@@ -71,6 +72,8 @@ class FBCLIP(AnomalyModule):
         sem_alpha: float = 0.6,
         layer_weight_count: int = 6,
         temperature: float = 0.07,
+        fb_heads: int = 8,
+        fb_head_dim: int = 64,
         focal_gamma: float = 4.0,
         dice_weight: float = 0.2,
         scr_weight: float = 0.15,
@@ -114,6 +117,8 @@ class FBCLIP(AnomalyModule):
             sem_alpha=sem_alpha,
             layer_weight_count=layer_weight_count,
             temperature=temperature,
+            heads=fb_heads,
+            head_dim=fb_head_dim,
             activation_checkpointing=activation_checkpointing,
             scr_tau=scr_tau,
             scr_margin=scr_margin,
