@@ -95,6 +95,7 @@ class AnomalyMetrics:
         self._indices: list[int] = []
         self._sizes: set[tuple[int, int]] = set()
         self._busy_s = 0.0
+        self._work: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0, dtype=np.int64))
 
     # ------------------------------------------------------------------ pass 1
     def update(
@@ -275,6 +276,22 @@ class AnomalyMetrics:
         }
         return result
 
+    def _bin(self, values: np.ndarray, lo: float, scale: float, nb: int) -> np.ndarray:
+        """Bin index of each value, ``floor((v - lo) * scale)`` clipped to [0, nb). (N,) -> (N,) int64 view.
+
+        Computed in float64 in reused buffers: large temporaries per chunk would be returned to the
+        OS and page-faulted in again every time.
+        """
+        n = values.size
+        if self._work[0].size < n:
+            self._work = (np.empty(n, dtype=np.float64), np.empty(n, dtype=np.int64))
+        scaled, idx = self._work[0][:n], self._work[1][:n]
+        np.subtract(values, lo, out=scaled, dtype=np.float64)
+        scaled *= scale
+        np.copyto(idx, scaled, casting="unsafe")  # truncation = floor, as scaled >= 0
+        np.clip(idx, 0, nb - 1, out=idx)
+        return idx
+
     def _pixel_metrics(self, skip: set[int]) -> dict[str, dict[Any, Any]]:
         """Per category: ``{None: category metrics, defect: drill-down metrics, "n_regions": int}``."""
         local = {}
@@ -311,19 +328,18 @@ class AnomalyMetrics:
         use_acl = self.aupro_variant == "anomalyclip"
         T = thresholds.size + 1  # count_above() values 0..len(thresholds)
 
-        total = np.zeros(G * nb, dtype=np.int64)  # every pixel
-        anomalous = np.zeros(G * nb, dtype=np.int64)
-        weighted = np.zeros(G * nb, dtype=np.float64)
-        regions = np.zeros(G, dtype=np.float64)
-        acl = np.zeros((3, G * T), dtype=np.float64) if use_acl else None
+        # One float64 buffer holds every sum (exact for counts below 2**53), so that a single
+        # all_reduce per category sums it over ranks: all pixels, anomalous pixels, anomalous
+        # pixels weighted by 1 / region area, (G, nb) each; regions per group (G,); and for the
+        # anomalyclip variant the same three per grid threshold, (3, G, T).
+        n = G * nb
+        hist = np.zeros(3 * n + G + (3 * G * T if use_acl else 0), dtype=np.float64)
+        total, anomalous, weighted, regions = hist[:n], hist[n : 2 * n], hist[2 * n : 3 * n], hist[3 * n : 3 * n + G]
+        acl = hist[3 * n + G :].reshape(3, G * T) if use_acl else None
         scale = nb / (hi - lo) if hi > lo else 0.0  # degenerate range: one bin, everything ties
 
         for records, values in self._spill.chunks(cat, skip, self.chunk_pixels):
-            bins = np.subtract(values, lo, dtype=np.float64)
-            bins *= scale
-            idx = bins.astype(np.int64)
-            del bins
-            np.clip(idx, 0, nb - 1, out=idx)
+            idx = self._bin(values, lo, scale, nb)
             k = count_above(values, thresholds) if use_acl else None
             anom_idx, anom_w, anom_k = [], [], []
             offset = 0
@@ -345,11 +361,12 @@ class AnomalyMetrics:
                 anom_w.append(weights)
                 if k is not None:
                     anom_k.append(k[sl][flat])
-            total += np.bincount(idx, minlength=G * nb)
+            # ufunc.at adds in place: no (G * nb)-sized temporary per chunk, unlike bincount.
+            np.add.at(total, idx, 1.0)
             if anom_idx:
                 a_idx, a_w = np.concatenate(anom_idx), np.concatenate(anom_w)
-                anomalous += np.bincount(a_idx, minlength=G * nb)
-                weighted += np.bincount(a_idx, weights=a_w, minlength=G * nb)
+                np.add.at(anomalous, a_idx, 1.0)
+                np.add.at(weighted, a_idx, a_w)
             if k is not None:
                 acl[0] += np.bincount(k, minlength=G * T)
                 if anom_k:
@@ -357,33 +374,32 @@ class AnomalyMetrics:
                     acl[1] += np.bincount(a_k, minlength=G * T)
                     acl[2] += np.bincount(a_k, weights=a_w, minlength=G * T)
 
-        # One sum over ranks per category: counts, weights and region numbers in one buffer.
-        parts = [total.astype(np.float64), anomalous.astype(np.float64), weighted, regions]
+        hist = all_reduce_sum(hist)
+        total, anomalous, weighted = (hist[i * n : (i + 1) * n].reshape(G, nb) for i in range(3))
+        regions = hist[3 * n : 3 * n + G]
         if acl is not None:
-            parts.append(acl.ravel())
-        flat = all_reduce_sum(np.concatenate(parts))
-        del parts, total, anomalous, weighted
-        n = G * nb
-        total, anomalous, weighted = (flat[i * n : (i + 1) * n].reshape(G, nb) for i in range(3))
-        regions = flat[3 * n : 3 * n + G]
-        if acl is not None:
-            acl = flat[3 * n + G :].reshape(3, G, T)
-        normal = total - anomalous
+            acl = hist[3 * n + G :].reshape(3, G, T)
+        # Empty bins change no metric: drop them once for all of the category's evaluations.
+        occupied = np.flatnonzero(total.sum(axis=0))
+        normal = (total - anomalous)[:, occupied]
+        anomalous, weighted = anomalous[:, occupied], weighted[:, occupied]
 
         def metrics(rows: list[int]) -> dict[str, float]:
-            neg, pos, w = normal[rows].sum(0), anomalous[rows].sum(0), weighted[rows].sum(0)
+            neg, pos, w = (_sum_rows(a, rows) for a in (normal, anomalous, weighted))
             n_regions = int(round(regions[rows].sum()))
+            curve = curves.BinaryCurve.from_histogram(neg, pos)
             if acl is None:
-                aupro = curves.aupro(neg, w, n_regions)
+                pro_sum = np.cumsum(w[::-1])
+                aupro = curves.aupro_from_cumsums(curve.fp, pro_sum, n_regions)
             else:
                 # count_above k: above thresholds 0..k-1; "above threshold i" = sum over k > i.
                 tot_k, pos_k, w_k = (acl[j][rows].sum(0) for j in range(3))
                 above = [np.cumsum(a[::-1])[::-1][1:] for a in (tot_k - pos_k, w_k)]
-                aupro = curves.aupro_anomalyclip(above[0], neg.sum(), above[1], n_regions)
+                aupro = curves.aupro_anomalyclip(above[0], curve.n_neg, above[1], n_regions)
             return {
-                "pixel_auroc": curves.auroc(neg, pos),
-                "pixel_ap": curves.average_precision(neg, pos),
-                "pixel_f1max": curves.f1_max(neg, pos),
+                "pixel_auroc": curve.auroc(),
+                "pixel_ap": curve.average_precision(),
+                "pixel_f1max": curve.f1_max(),
                 "pixel_aupro": aupro,
             }
 
@@ -393,6 +409,16 @@ class AnomalyMetrics:
             if g != NORMAL_GROUP:
                 out[g] = metrics(normal_rows + [row[g]])
         return out
+
+
+def _sum_rows(array: np.ndarray, rows: list[int]) -> np.ndarray:
+    """Sum of some rows of a (G, B) array without copying them first."""
+    if len(rows) == array.shape[0]:
+        return array.sum(axis=0)
+    out = array[rows[0]].copy()
+    for r in rows[1:]:
+        out += array[r]
+    return out
 
 
 def _image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:

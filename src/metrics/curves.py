@@ -13,6 +13,8 @@ Undefined metrics (a class absent) return ``nan``; callers decide how to report 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 #: Integration limit of the field's AUPRO (MVTec AD): false-positive rate 30 %.
@@ -30,45 +32,66 @@ def exact_histogram(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray,
     return neg, pos
 
 
-def _descending_cumsums(neg: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False and true positives when thresholding at each bin, from the highest score down."""
-    fp = np.cumsum(np.asarray(neg, dtype=np.float64)[::-1])
-    tp = np.cumsum(np.asarray(pos, dtype=np.float64)[::-1])
-    return fp, tp
+@dataclass(frozen=True)
+class BinaryCurve:
+    """Cumulative counts when thresholding at each bin from the highest score down.
+
+    ``fp[k]`` / ``tp[k]``: normal / anomalous samples in the ``k + 1`` highest bins. Built once per
+    histogram, so that AUROC, AP and max-F1 share the two cumulative sums.
+    """
+
+    fp: np.ndarray
+    tp: np.ndarray
+
+    @classmethod
+    def from_histogram(cls, neg: np.ndarray, pos: np.ndarray) -> BinaryCurve:
+        fp = np.cumsum(np.asarray(neg, dtype=np.float64)[::-1])
+        tp = np.cumsum(np.asarray(pos, dtype=np.float64)[::-1])
+        return cls(fp, tp)
+
+    @property
+    def n_neg(self) -> float:
+        return float(self.fp[-1]) if self.fp.size else 0.0
+
+    @property
+    def n_pos(self) -> float:
+        return float(self.tp[-1]) if self.tp.size else 0.0
+
+    def auroc(self) -> float:
+        """Trapezoidal ROC area (equal to Mann-Whitney with ties counting one half)."""
+        if self.n_neg == 0 or self.n_pos == 0:
+            return float("nan")
+        fp, tp = np.concatenate([[0.0], self.fp]), np.concatenate([[0.0], self.tp])
+        return float(np.dot(np.diff(fp), tp[1:] + tp[:-1]) / (2 * self.n_neg * self.n_pos))
+
+    def average_precision(self) -> float:
+        """sklearn's AP: sum over thresholds of (recall step) x precision; ``nan`` without positives."""
+        if self.n_pos == 0:
+            return float("nan")
+        step = np.diff(self.tp, prepend=0.0)
+        hit = step > 0
+        return float(np.sum(step[hit] * self.tp[hit] / (self.tp[hit] + self.fp[hit])) / self.n_pos)
+
+    def f1_max(self) -> float:
+        """Best F1 = 2 TP / (2 TP + FP + FN) over thresholds; ``nan`` without positives."""
+        if self.n_pos == 0:
+            return float("nan")
+        return float(np.max(2 * self.tp / (self.tp + self.fp + self.n_pos)))
 
 
 def auroc(neg: np.ndarray, pos: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney; a tie counts one half). ``nan`` if a class is absent."""
-    neg = np.asarray(neg, dtype=np.float64)
-    pos = np.asarray(pos, dtype=np.float64)
-    n_neg, n_pos = neg.sum(), pos.sum()
-    if n_neg == 0 or n_pos == 0:
-        return float("nan")
-    neg_below = np.cumsum(neg) - neg
-    return float(np.dot(pos, neg_below + 0.5 * neg) / (n_neg * n_pos))
+    """Area under the ROC curve (a tie counts one half). ``nan`` if a class is absent."""
+    return BinaryCurve.from_histogram(neg, pos).auroc()
 
 
 def average_precision(neg: np.ndarray, pos: np.ndarray) -> float:
-    """Average precision as sklearn defines it: sum over thresholds of (recall step) x precision.
-
-    ``nan`` without anomalous samples (sklearn would return 0 with a warning).
-    """
-    fp, tp = _descending_cumsums(neg, pos)
-    n_pos = tp[-1] if tp.size else 0.0
-    if n_pos == 0:
-        return float("nan")
-    step = np.asarray(pos, dtype=np.float64)[::-1]
-    hit = step > 0
-    return float(np.sum(step[hit] * tp[hit] / (tp[hit] + fp[hit])) / n_pos)
+    """Average precision as sklearn defines it. ``nan`` without anomalous samples (sklearn: 0 + warning)."""
+    return BinaryCurve.from_histogram(neg, pos).average_precision()
 
 
 def f1_max(neg: np.ndarray, pos: np.ndarray) -> float:
-    """Best F1 over all thresholds, F1 = 2 TP / (2 TP + FP + FN). ``nan`` without anomalous samples."""
-    fp, tp = _descending_cumsums(neg, pos)
-    n_pos = tp[-1] if tp.size else 0.0
-    if n_pos == 0:
-        return float("nan")
-    return float(np.max(2 * tp / (tp + fp + n_pos)))
+    """Best F1 over all thresholds. ``nan`` without anomalous samples."""
+    return BinaryCurve.from_histogram(neg, pos).f1_max()
 
 
 def aupro(neg: np.ndarray, pos_weight: np.ndarray, n_regions: int, max_fpr: float = MAX_FPR) -> float:
@@ -85,7 +108,12 @@ def aupro(neg: np.ndarray, pos_weight: np.ndarray, n_regions: int, max_fpr: floa
     Returns:
         Area divided by ``max_fpr`` (1.0 for a perfect detector); ``nan`` without regions or normal pixels.
     """
-    fp, pro_sum = _descending_cumsums(neg, pos_weight)
+    fp = np.cumsum(np.asarray(neg, dtype=np.float64)[::-1])
+    return aupro_from_cumsums(fp, np.cumsum(np.asarray(pos_weight, dtype=np.float64)[::-1]), n_regions, max_fpr)
+
+
+def aupro_from_cumsums(fp: np.ndarray, pro_sum: np.ndarray, n_regions: int, max_fpr: float = MAX_FPR) -> float:
+    """:func:`aupro` from descending cumulative sums (``BinaryCurve.fp`` and the weights' cumsum)."""
     n_neg = fp[-1] if fp.size else 0.0
     if n_regions == 0 or n_neg == 0:
         return float("nan")

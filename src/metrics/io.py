@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from src.metrics.accumulator import METRICS
 
 
@@ -69,3 +71,41 @@ def write_metrics(result: dict[str, Any], output_dir: str | os.PathLike) -> tupl
     atomic_write_text(json_path, metrics_json(result))
     atomic_write_text(csv_path, metrics_csv(result))
     return json_path, csv_path
+
+
+def write_predictions(
+    path: str | os.PathLike,
+    anomaly_maps: np.ndarray,
+    masks: np.ndarray,
+    scores: np.ndarray,
+    labels: np.ndarray,
+    categories: list[str],
+    defect_types: list[str],
+    paths: list[str] | None = None,
+) -> Path:
+    """Write the ``predictions.npz`` that ``python -m src.metrics`` reads (atomically).
+
+    ``anomaly_maps`` (N, H, W) float32, ``masks`` (N, H, W) uint8 in {0, 1}, ``scores`` (N,) float64,
+    ``labels`` (N,) int64, ``categories`` / ``defect_types`` / ``paths`` (N,) unicode strings.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "anomaly_maps": np.asarray(anomaly_maps, dtype=np.float32),
+        "masks": np.asarray(masks, dtype=np.uint8),
+        "scores": np.asarray(scores, dtype=np.float64),
+        "labels": np.asarray(labels, dtype=np.int64),
+        "categories": np.array([str(c) for c in categories]),
+        "defect_types": np.array([str(d) for d in defect_types]),
+    }
+    if paths is not None:
+        arrays["paths"] = np.array([str(p) for p in paths])
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
