@@ -155,6 +155,40 @@ class AnomalyDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ lifecycle
 
     @property
+    def protocol(self) -> str:
+        """``zero-shot`` or ``k-shot`` (methods check it before asking for references)."""
+        return self.hparams.protocol
+
+    @property
+    def categories(self) -> list[str]:
+        """Evaluated categories, in loader order (the selection, or all of the dataset's before setup)."""
+        if self.test_samples:
+            return list(dict.fromkeys(s.category for s in self.test_samples))
+        return self.reader.select(self.hparams.root, self.hparams.categories)
+
+    def results_meta(self) -> dict[str, Any]:
+        """What the data side contributes to ``metrics.json`` (the metrics callback merges it)."""
+        hp = self.hparams
+        data = {
+            "dataset": hp.dataset,
+            "root": str(self._root_of(self.reader, hp.root)),
+            "protocol": hp.protocol,
+            "categories": self.categories,
+            "n_test_images": len(self.test_samples),
+            "image_size": hp.image_size,
+            "image_interpolation": hp.image_interpolation,
+            "mask_interpolation": hp.mask_interpolation,
+            "seed": hp.seed,
+        }
+        if hp.protocol == "k-shot":
+            data["k_shot"] = hp.k_shot
+        else:
+            data["aux_dataset"] = self.aux_dataset
+            data["aux_split"] = "test" if self.aux_dataset else None
+            data["n_aux_images"] = len(self.aux_samples)
+        return {"protocol": hp.protocol, "k_shot_files": dict(self.k_shot_files), "data": data}
+
+    @property
     def aux_root(self) -> str | None:
         """``aux_root``; for a built-in half trained beside a built-in target, the target's root."""
         hp = self.hparams

@@ -108,10 +108,10 @@ class FolderReader(DatasetReader):
         self.normal_dirs = tuple(normal_dirs)
         self.known_categories = list(known_categories) if known_categories is not None else None
 
-    def categories(self, root: str | os.PathLike) -> list[str]:
-        path = self.check_root(root)
-        if self.known_categories is not None:
+    def categories(self, root: str | os.PathLike | None) -> list[str]:
+        if self.known_categories is not None:  # fixed list: usable before the data is there
             return list(self.known_categories)
+        path = self.check_root(root)
         found = sorted(
             d.name
             for d in path.iterdir()

@@ -87,6 +87,10 @@ def test_test_loader_batch_format(roots):
     assert batch["label"].dtype == torch.int64 and batch["index"].dtype == torch.int64
     assert batch["has_mask"].dtype == torch.bool
     assert isinstance(batch["category"], list) and isinstance(batch["defect_type"], list)
+    assert dm.categories == ["gadget", "widget"] and dm.protocol == "zero-shot"
+    meta = dm.results_meta()
+    assert meta["data"]["aux_dataset"] == "folder" and meta["data"]["n_test_images"] == 6
+    assert meta["k_shot_files"] == {}
     index = torch.cat([b["index"] for b in batches])
     assert index.tolist() == list(range(6))  # 2 categories in one loader, fixed order
     assert {c for b in batches for c in b["category"]} == {"widget", "gadget"}
@@ -104,6 +108,7 @@ def test_k_shot_selection(roots):
     assert _dm(roots, protocol="k-shot", k_shot=2, seed=0).k_shot_files == dm.k_shot_files
     others = [_dm(roots, protocol="k-shot", k_shot=2, seed=s).k_shot_files["widget"] for s in range(1, 6)]
     assert any(o != files for o in others)
+    assert dm.results_meta()["k_shot_files"] == dm.k_shot_files and dm.results_meta()["data"]["k_shot"] == 2
     ref = dm.reference_batch("widget")
     assert ref["image"].shape == (2, 3, 16, 16) and [p.split("target/")[1] for p in ref["path"]] == files
     assert dm.val_dataloader() == []
@@ -208,6 +213,8 @@ def test_test_stage_does_not_need_aux_data(roots, tmp_path):
 
 
 def test_default_pairing():
+    assert dataset_categories("mvtec")[:2] == ["bottle", "cable"]  # fixed lists need no root
+    assert AnomalyDataModule(dataset="visa", categories=["pcb1"]).categories == ["pcb1"]
     assert default_aux_dataset("mvtec") == "visa"
     assert default_aux_dataset("visa") == "mvtec"
     assert default_aux_dataset("folder") == "mvtec"
