@@ -1,0 +1,88 @@
+"""Loading a checkpoint saved with the release's names and shapes (release.py's name map)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from src.methods.fbclip import FBCLIP
+from src.methods.fbclip.release import convert_release_state, map_release_name
+
+
+def release_like_checkpoint(C: int, W: int, D: int, n_ctx: int = 12) -> dict:
+    """A dict shaped like ``cross_domain_test.py``'s ``*_model.pth`` (random values; its loss is numpy)."""
+    g = torch.Generator().manual_seed(7)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=g)
+
+    fb = {}
+    for br in ("fg", "bg"):
+        fb[f"fb_Attention.{br}_norm.weight"], fb[f"fb_Attention.{br}_norm.bias"] = r(C), r(C)
+        for p in ("q", "k", "v"):
+            fb[f"fb_Attention.{br}_to_{p}.weight"] = r(512, C)
+        fb[f"fb_Attention.{br}_to_out.0.weight"], fb[f"fb_Attention.{br}_to_out.0.bias"] = r(C, 512), r(C)
+        fb[f"fb_Attention.{br}_scale"] = r(())
+    fb.update({
+        "fb_Attention.gate.0.weight": r(C // 2, C), "fb_Attention.gate.0.bias": r(C // 2),
+        "fb_Attention.gate.2.weight": r(1, C // 2), "fb_Attention.gate.2.bias": r(1),
+        "fb_Attention.norm.weight": r(C), "fb_Attention.norm.bias": r(C),
+        "token_selector.0.weight": r(W // 2, W), "token_selector.0.bias": r(W // 2),
+        "token_selector.2.weight": r(1, W // 2), "token_selector.2.bias": r(1),
+        "text_projection_mlp.0.weight": r(W, W), "text_projection_mlp.0.bias": r(W),
+        "text_projection_mlp.2.weight": r(D, W), "text_projection_mlp.2.bias": r(D),
+        "fusion_weights": r(3), "gate_network.0.weight": r(D, 3 * D), "gate_network.0.bias": r(D),
+        "gate_network.2.weight": r(2, D), "gate_network.2.bias": r(2), "fusion_weight": r(()),
+        "scale_weights": r(6), "layer_selector": r(18),
+    })
+    prompt = {"ctx_pos": r(1, 1, n_ctx, W), "ctx_neg": r(1, 1, n_ctx, W),
+              "token_prefix_pos": r(1, 1, 1, W), "tokenized_prompts_pos": torch.zeros(1, 1, 77, dtype=torch.long)}
+    for i in range(8):
+        prompt[f"compound_prompts_text.{i}"] = r(4, W)
+        prompt[f"compound_prompt_projections.{i}.weight"] = r(896, W)
+        prompt[f"compound_prompt_projections.{i}.bias"] = r(896)
+    return {"prompt_learner": prompt, "model_trainable_params": fb, "epoch": 1, "loss": np.float64(0.5),
+            "source_domain": "mvtec"}
+
+
+def test_release_checkpoint_loads(tmp_path):
+    module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4])
+    bb = module.model.backbone
+    ckpt = release_like_checkpoint(bb.width, bb.text_width, bb.embed_dim)
+    path = tmp_path / "mvtec_epoch_1_model.pth"
+    torch.save(ckpt, path)
+    with pytest.warns(UserWarning, match="ignored"):
+        loaded = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4],
+                        release_checkpoint=str(path))
+    m, fb = loaded.model, ckpt["model_trainable_params"]
+    assert torch.equal(m.prompt.ctx_normal, ckpt["prompt_learner"]["ctx_pos"][0, 0])
+    assert torch.equal(m.prompt.ctx_abnormal, ckpt["prompt_learner"]["ctx_neg"][0, 0])
+    assert torch.equal(m.fb_attention.fg.to_out.weight, fb["fb_Attention.fg_to_out.0.weight"])
+    assert torch.equal(m.fb_attention.bg.scale, fb["fb_Attention.bg_scale"])
+    assert torch.equal(m.text_fusion.selector[2].bias, fb["token_selector.2.bias"])
+    assert torch.equal(m.text_fusion.mlp[0].weight, fb["text_projection_mlp.0.weight"])
+    assert torch.equal(m.layer_weights, fb["scale_weights"])
+    assert any("gate_network" in n for n in loaded.release_ignored)
+    assert any("compound_prompts_text" in n for n in loaded.release_ignored)
+    # Every trainable parameter was overwritten.
+    state, _ = convert_release_state(ckpt)
+    assert {n for n, p in m.named_parameters() if p.requires_grad} == set(state)
+
+
+def test_release_name_errors(tmp_path):
+    with pytest.raises(KeyError, match="not a parameter"):
+        map_release_name("visual.proj", "model")
+    with pytest.raises(KeyError, match="prompt_learner"):
+        convert_release_state({"model_trainable_params": {}})
+    module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4])
+    bb = module.model.backbone
+    ckpt = release_like_checkpoint(bb.width, bb.text_width, bb.embed_dim, n_ctx=4)
+    path = tmp_path / "wrong.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(ValueError, match="prompt.ctx_normal"):
+        FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4],
+               release_checkpoint=str(path))
+    with pytest.raises(FileNotFoundError, match="release_checkpoint"):
+        FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4],
+               release_checkpoint=str(tmp_path / "x"))
