@@ -10,6 +10,8 @@ Shapes: ``n`` context tokens, ``T`` context length (77), ``W`` text width.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import nn
 
@@ -47,11 +49,17 @@ class PromptLearner(nn.Module):
         if n_ctx < 1:
             raise ValueError(f"n_ctx must be >= 1, got {n_ctx}")
         text_layers = len(backbone.text_transformer.resblocks)
-        if deep_prompt_depth and not 2 <= deep_prompt_depth <= text_layers:
-            raise ValueError(
-                f"deep_prompt_depth={deep_prompt_depth} must be 0 (off) or in 2..{text_layers} "
-                f"(the text transformer has {text_layers} layers)"
+        if deep_prompt_depth < 0 or deep_prompt_depth == 1:
+            raise ValueError(f"deep_prompt_depth={deep_prompt_depth} must be 0 (off) or >= 2")
+        if deep_prompt_depth > text_layers:
+            # Lets the paper-reading ablation row (depth 9 for ViT-L's 12 text layers) run on the
+            # quick profile's small text encoders.
+            warnings.warn(
+                f"deep_prompt_depth={deep_prompt_depth} exceeds the {text_layers} text layers of "
+                f"{backbone.model_name}; using {text_layers}",
+                stacklevel=2,
             )
+            deep_prompt_depth = text_layers
         width = backbone.text_width
         self.n_ctx = n_ctx
         self.wording = wording
