@@ -52,6 +52,33 @@ def test_generation_is_byte_identical(small_builtin, tmp_path):
     assert first == second
 
 
+def test_output_is_pinned_to_the_revision(small_builtin):
+    """If this fails the generator's bytes changed: bump ``builtin.REVISION`` (stale caches are then
+    regenerated) and update the digest."""
+    digest = hashlib.sha256()
+    for path in sorted(small_builtin.rglob("*.png")):
+        digest.update(str(path.relative_to(small_builtin)).encode())
+        digest.update(path.read_bytes())
+    assert (builtin.REVISION, digest.hexdigest()) == (
+        2,
+        "5cebbdd29052644acfa13fb69d767360a9df85596250f470e7ae2c9f1009b268",
+    )
+
+
+def test_stale_cache_is_regenerated(tmp_path, monkeypatch):
+    root = generate_builtin(tmp_path / "builtin-v1", categories=["coins"], **SMALL)
+    stamp = root / "builtin.json"
+    stamp.write_text(stamp.read_text().replace(f'"revision": {builtin.REVISION}', '"revision": 1'))
+    (root / "coins" / "train" / "good" / "000.png").write_bytes(b"old bytes")
+    real = builtin.generate_builtin
+    monkeypatch.setattr(builtin, "generate_builtin", lambda path, progress: real(path, ["coins"], **SMALL))
+    assert ensure_builtin(root) == root
+    assert f'"revision": {builtin.REVISION}' in stamp.read_text()
+    assert (root / "coins" / "train" / "good" / "000.png").read_bytes() != b"old bytes"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["builtin-v1"]  # the stale copy is gone
+    assert ensure_builtin(root) == root  # up to date: kept as is
+
+
 def test_defects_have_exact_nonempty_masks(small_builtin):
     """Each mask is non-empty, and the defect changed the masked pixels and nothing far from them."""
     assert len(DEFECT_TYPES) >= 4
