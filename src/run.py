@@ -95,6 +95,13 @@ def validate(args: argparse.Namespace) -> None:
             raise LaunchError(f"SEEDS={args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
     else:
         args.seed_list = None
+    aux = args.aux or {"mvtec": "visa"}.get(args.data, "mvtec")
+    trains = args.method != "clip" and args.k is None and args.method != "vtfusion"
+    if trains and not args.data.startswith("builtin") and not aux.startswith("builtin") and not args.aux_root:
+        raise LaunchError(
+            f"METHOD={args.method} trains on the auxiliary dataset {aux} (cross-dataset protocol): "
+            f"give AUX_ROOT=<folder of {aux}> (and AUX=<name> for another auxiliary set)"
+        )
     if args.resume and not Path(args.resume).is_dir():
         raise LaunchError(f"RESUME={args.resume} is not a run directory")
 
@@ -215,7 +222,14 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
             config["callbacks"] = [*(config.get("callbacks") or []), *callbacks, checkpoint]
             return super()._instantiate_trainer(config, [])
 
-    cli = build_cli(cli_args, run=False, cli_class=_Launch)
+    # LightningCLI warns when it is handed args while sys.argv has some too; DDP's launcher
+    # re-executes sys.argv later, so it is restored right after parsing.
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        cli = build_cli(cli_args, run=False, cli_class=_Launch)
+    finally:
+        sys.argv = argv
     if logger is not None and cli.model.results_meta().get("random_init"):
         logger.experiment.tags = tuple(sorted({*logger.experiment.tags, "random-init"}))
     if is_rank_zero():
@@ -315,7 +329,7 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
     }
     logger = make_logger(run_dir, run_dir.name, tags, wandb_config) if is_rank_zero() else None
     meta_extra = {
-        "dataset": args.data, "profile": args.profile, "seed": seed, "request_hash": digest,
+        "profile": args.profile, "data_option": args.data, "request_hash": digest,
         "overrides": overrides, "git_sha": git_sha(REPO), "versions": package_versions(),
         "ablation": {"table": args.ablation_table, "row": args.ablation_row}, "run_dir": str(run_dir),
     }
@@ -334,7 +348,13 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
         raise
     if is_rank_zero():
         meta = results.setdefault("meta", {})
+        if "wall_s" in meta:
+            meta["metrics_wall_s"] = meta.pop("wall_s")
         meta.update(meta_extra)
+        data_meta = meta.get("data") or {}
+        for key in ("dataset", "seed", "protocol", "image_size"):
+            if key in data_meta:
+                meta.setdefault(key, data_meta[key])
         meta["wall_s"] = round(time.time() - started, 2)
         meta["random_init"] = bool(meta.get("random_init", random_init))
         if logger is not None:
@@ -457,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key:<12} " + ("n/a" if m is None else f"{100 * m:.1f} ± {100 * (s or 0):.1f}"))
             print(f"run: {_display(group)}")
         return 0
-    run_dir = run_once(args, args.seed)
+    run_dir = run_once(args, 0 if args.seed is None else args.seed)
     if is_rank_zero():
         print(f"run: {_display(run_dir)}")
     return 0
