@@ -84,8 +84,12 @@ class SampleHook(Protocol):
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Read an image as uint8 RGB (H, W, 3); grey and 16-bit files are converted by OpenCV."""
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """Read an image as uint8 RGB (H, W, 3); grey and 16-bit files are converted by OpenCV.
+
+    EXIF orientation is ignored, as PIL (and so the papers' loaders) does and as masks are read,
+    so that an image and its mask keep the same geometry.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     if image is None:
         raise DatasetError(f"cannot decode image {path}: expected a readable PNG/JPEG/BMP/TIFF file")
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

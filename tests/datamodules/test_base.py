@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.base import AnomalyDataset, DatasetError, Sample, load_mask, validate_samples
+from datamodules.base import AnomalyDataset, DatasetError, Sample, load_image, load_mask, validate_samples
 from datamodules.folder import FolderReader
 from datamodules.transforms import Preprocessor
 from tests.datamodules.conftest import make_folder_dataset, write_mask
@@ -52,6 +52,16 @@ def test_sample_rejects_inconsistent_records():
         Sample("a.png", None, 2, "c", "good", "test")
     with pytest.raises(DatasetError, match="normal image cannot have a mask"):
         Sample("a.png", "a_mask.png", 0, "c", "good", "test")
+
+
+def test_exif_orientation_ignored_like_masks(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[274] = 6  # "rotate 90 CW" on display
+    Image.new("RGB", (40, 20), (200, 10, 10)).save(path, exif=exif)
+    assert load_image(path).shape == (20, 40, 3)  # stored geometry, the one its mask has
 
 
 def test_integer_masks_binarised(tmp_path):
