@@ -277,10 +277,10 @@ class AnomalyMetrics:
         return result
 
     def _bin(self, values: np.ndarray, lo: float, scale: float, nb: int) -> np.ndarray:
-        """Bin index of each value, ``floor((v - lo) * scale)`` clipped to [0, nb). (N,) -> (N,) int64 view.
+        """Bin of each value, highest scores first: ``nb - 1 - floor((v - lo) * scale)`` in [0, nb).
 
-        Computed in float64 in reused buffers: large temporaries per chunk would be returned to the
-        OS and page-faulted in again every time.
+        (N,) -> (N,) int64, a view of a reused buffer: large temporaries per chunk would be returned
+        to the OS and page-faulted in again every time. Computed in float64.
         """
         n = values.size
         if self._work[0].size < n:
@@ -290,6 +290,7 @@ class AnomalyMetrics:
         scaled *= scale
         np.copyto(idx, scaled, casting="unsafe")  # truncation = floor, as scaled >= 0
         np.clip(idx, 0, nb - 1, out=idx)
+        np.subtract(nb - 1, idx, out=idx)
         return idx
 
     def _pixel_metrics(self, skip: set[int]) -> dict[str, dict[Any, Any]]:
@@ -379,18 +380,21 @@ class AnomalyMetrics:
         regions = hist[3 * n : 3 * n + G]
         if acl is not None:
             acl = hist[3 * n + G :].reshape(3, G, T)
-        # Empty bins change no metric: drop them once for all of the category's evaluations.
-        occupied = np.flatnonzero(total.sum(axis=0))
-        normal = (total - anomalous)[:, occupied]
-        anomalous, weighted = anomalous[:, occupied], weighted[:, occupied]
+        # Bins are stored highest score first, so in-place cumulative sums give, per group, the
+        # false positives, true positives and PRO sums at every threshold. Cumulative sums are
+        # linear: a defect type's curve (normal group + its group) is the sum of two rows, so the
+        # 1 + (number of defect types) evaluations cost one addition each, not a new cumsum.
+        for a in (total, anomalous, weighted):
+            np.cumsum(a, axis=1, out=a)
+        total -= anomalous  # now cumulative normal pixels: false positives
+        false_pos, true_pos, pro_sums = total, anomalous, weighted
 
         def metrics(rows: list[int]) -> dict[str, float]:
-            neg, pos, w = (_sum_rows(a, rows) for a in (normal, anomalous, weighted))
+            fp, tp, pro_sum = (_sum_rows(a, rows) for a in (false_pos, true_pos, pro_sums))
             n_regions = int(round(regions[rows].sum()))
-            curve = curves.BinaryCurve.from_histogram(neg, pos)
+            curve = curves.BinaryCurve(fp, tp)
             if acl is None:
-                pro_sum = np.cumsum(w[::-1])
-                aupro = curves.aupro_from_cumsums(curve.fp, pro_sum, n_regions)
+                aupro = curves.aupro_from_cumsums(fp, pro_sum, n_regions)
             else:
                 # count_above k: above thresholds 0..k-1; "above threshold i" = sum over k > i.
                 tot_k, pos_k, w_k = (acl[j][rows].sum(0) for j in range(3))

@@ -117,6 +117,9 @@ def aupro_from_cumsums(fp: np.ndarray, pro_sum: np.ndarray, n_regions: int, max_
     n_neg = fp[-1] if fp.size else 0.0
     if n_regions == 0 or n_neg == 0:
         return float("nan")
+    # Only the start of the curve matters: keep the points up to the first one past max_fpr.
+    end = int(np.searchsorted(fp, max_fpr * n_neg, side="left")) + 2
+    fp, pro_sum = fp[:end], pro_sum[:end]
     # The curve starts at (0, 0) (threshold above every score) and is linear across a bin, like a tie.
     fpr = np.concatenate([[0.0], fp / n_neg])
     pro = np.concatenate([[0.0], pro_sum / n_regions])

@@ -50,6 +50,9 @@ class _FakeMethod(L.LightningModule):
         return {"anomaly_map": (batch["image"] - MEAN)[:, 0], "pred_score": batch["score"],
                 **{k: batch[k] for k in ("mask", "label", "category", "defect_type", "path", "index")}}
 
+    def validation_step(self, batch, batch_idx):
+        return self.test_step(batch, batch_idx)
+
     def results_meta(self):
         return {"method": "fake", "seed": 0}
 
@@ -96,3 +99,14 @@ def test_callback_names_bad_sample(tmp_path):
     with pytest.raises(ValueError, match=r"non-finite anomaly_map .*'screw'.*screw/003\.png"):
         trainer.test(_Broken(), DataLoader(_Data(), batch_size=4), verbose=False)
     assert not any((tmp_path / "spill").rglob("*.maps"))  # spill cleaned up after the failure
+
+
+def test_callback_in_validation_logs_val_keys(tmp_path):
+    callback = MetricsCallback(num_bins=2**12)
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[callback])
+    logged = trainer.validate(_FakeMethod(), DataLoader(_Data(), batch_size=5), verbose=False)[0]
+    assert "val/mean/pixel_aupro" in logged and "val/tile/image_auroc" in logged
+    assert callback.validation_results["meta"]["n_images"] == 16
+    assert callback.results is None and not (tmp_path / "metrics.json").exists()  # files at test end only

@@ -13,6 +13,7 @@ from src.metrics.io import metrics_json
 from tests.metrics.scenarios import make_category
 
 WORLD = 2
+VARIANTS = ("exact", "anomalyclip")
 
 
 def _dataset():
@@ -37,16 +38,17 @@ def _evaluate(positions, spill_dir, variant):
     return metrics_json(result)
 
 
-def _worker(rank, port, spill_dir, out_dir, variant):
+def _worker(rank, port, spill_dir, out_dir):
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD)
     try:
         n = len(_dataset()[2])
         # DistributedSampler(shuffle=False): pad to a multiple of WORLD by repeating the first samples,
         # then rank r takes positions r, r + WORLD, ...
         padded = list(range(n)) + list(range(-n % WORLD))
-        text = _evaluate(padded[rank::WORLD], f"{spill_dir}/rank{rank}", variant)
-        with open(f"{out_dir}/rank{rank}.json", "w") as f:
-            f.write(text)
+        for variant in VARIANTS:
+            text = _evaluate(padded[rank::WORLD], f"{spill_dir}/rank{rank}", variant)
+            with open(f"{out_dir}/{variant}-rank{rank}.json", "w") as f:
+                f.write(text)
     finally:
         dist.destroy_process_group()
 
@@ -60,12 +62,10 @@ def _free_port():
 def test_two_processes_equal_one(tmp_path):
     n = len(_dataset()[2])
     assert n % WORLD == 1  # the padding duplicates a sample
-    for variant in ("exact", "anomalyclip"):
-        out = tmp_path / variant
-        out.mkdir()
-        mp.spawn(_worker, args=(_free_port(), str(tmp_path / "spill"), str(out), variant), nprocs=WORLD)
+    mp.spawn(_worker, args=(_free_port(), str(tmp_path / "spill"), str(tmp_path)), nprocs=WORLD)
+    for variant in VARIANTS:
         single = json.loads(_evaluate(list(range(n)), str(tmp_path / "spill"), variant))
         for rank in range(WORLD):
-            assert json.loads((out / f"rank{rank}.json").read_text()) == single, (variant, rank)
+            assert json.loads((tmp_path / f"{variant}-rank{rank}.json").read_text()) == single, (variant, rank)
         assert single["meta"]["n_images"] == n
     assert not any((tmp_path / "spill").rglob("*.maps"))  # every rank removed its spill files
