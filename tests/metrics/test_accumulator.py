@@ -66,7 +66,7 @@ def test_every_metric_matches_brute_force(kind, tmp_path):
 
 def test_anomalyclip_variant_reproduces_public_code():
     for kind, seed in (("many_small", 0), ("bimodal_negative", 1), ("near_constant", 2), ("ties", 3)):
-        maps, masks, scores, labels, defects = make_category(kind, seed=seed, n_images=8, size=16)
+        maps, masks, scores, labels, defects = make_category(kind, seed=seed, n_images=6, size=14)
         acc = AnomalyMetrics(aupro_variant="anomalyclip")
         _feed(acc, "c", maps, masks, scores, labels, defects)
         got = acc.compute()["categories"]["c"]["pixel_aupro"]

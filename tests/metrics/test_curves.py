@@ -75,3 +75,14 @@ def test_aupro_perfect_random_and_constant():
     assert curves.aupro(np.array([2, 2]), np.array([0.0, 1.0]), 1) == pytest.approx(
         (0.3 * (0 + 0.6) / 2) / 0.3
     )
+
+
+def test_regions_use_8_connectivity():
+    from src.metrics.aupro import region_weights
+
+    mask = np.zeros((6, 6), bool)
+    mask[1, 1] = mask[2, 2] = True  # diagonal neighbours: one region
+    mask[4, 4] = True  # a single pixel: a second region
+    weights, n_regions = region_weights(mask)
+    assert n_regions == 2
+    np.testing.assert_allclose(weights, [0.5, 0.5, 1.0])
