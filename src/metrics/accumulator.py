@@ -95,6 +95,7 @@ class AnomalyMetrics:
         self._indices: list[int] = []
         self._sizes: set[tuple[int, int]] = set()
         self._busy_s = 0.0
+        self._computed = False
         self._work: tuple[np.ndarray, np.ndarray] = (np.empty(0), np.empty(0, dtype=np.int64))
 
     # ------------------------------------------------------------------ pass 1
@@ -124,6 +125,8 @@ class AnomalyMetrics:
             has_mask: (B,) bool; images without pixel ground truth count at image level only.
             path: B strings, only used to name a bad sample in errors.
         """
+        if self._computed:
+            raise RuntimeError("AnomalyMetrics: compute() was already called; use a new instance per evaluation")
         start = time.perf_counter()
         maps = _to_numpy(anomaly_map, np.float32)
         scores = _to_numpy(pred_score, np.float64).reshape(-1)
@@ -195,7 +198,10 @@ class AnomalyMetrics:
 
         Collective under torch.distributed: every rank must call it.
         """
+        if self._computed:
+            raise RuntimeError("AnomalyMetrics: compute() was already called; use a new instance per evaluation")
         start = time.perf_counter()
+        self._computed = True
         try:
             result = self._compute()
         finally:

@@ -170,3 +170,12 @@ def test_bad_inputs_are_named():
     with pytest.raises(ValueError, match="aupro_variant"):
         AnomalyMetrics(aupro_variant="fast")
     acc.close()
+
+
+def test_compute_is_final():
+    acc = AnomalyMetrics(num_bins=16)
+    acc.update(np.zeros((1, 4, 4)), [0.0], np.zeros((1, 4, 4)), [0], ["x"], ["good"], [0])
+    with pytest.warns(UserWarning):
+        acc.compute()
+    with pytest.raises(RuntimeError, match="already called"):
+        acc.update(np.zeros((1, 4, 4)), [0.0], np.zeros((1, 4, 4)), [0], ["x"], ["good"], [1])
