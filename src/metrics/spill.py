@@ -78,7 +78,7 @@ class SpillStore:
         sizes = self._sizes[category]
         data = np.ascontiguousarray(anomaly_map, dtype=np.float32)
         map_offset = sizes[0]
-        files[0].write(data.tobytes())
+        files[0].write(memoryview(data).cast("B"))  # no copy
         sizes[0] += data.nbytes
         mask_offset = -1
         if mask.any():
