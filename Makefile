@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 
 PROFILE ?= quick
-TRAIN_OPTS = --method "$(METHOD)" --profile "$(PROFILE)" \
+TRAIN_OPTS = $(if $(METHOD),--method "$(METHOD)") $(if $(RESUME),,--profile "$(PROFILE)") \
 	$(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") \
 	$(if $(AUX),--aux "$(AUX)") $(if $(AUX_ROOT),--aux-root "$(AUX_ROOT)") \
 	$(if $(DEVICES),--devices "$(DEVICES)") $(if $(K),--k "$(K)") $(if $(SEED),--seed "$(SEED)") \
@@ -28,7 +28,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 train: $(STAMP)
-	@test -n "$(METHOD)" || { echo "usage: make train METHOD=clip|afr|fb|vtfusion [PROFILE=quick|paper] [DATA=...] [ARGS=\"...\"]"; exit 2; }
+	@test -n "$(METHOD)$(RESUME)" || { echo "usage: make train METHOD=clip|afr|fb|vtfusion [PROFILE=quick|paper] [DATA=...] [ARGS=\"...\"]"; exit 2; }
 	$(PY) -m src.run $(TRAIN_OPTS) -- $(ARGS)
 
 test: $(STAMP)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import importlib
+import inspect
 import json
 import os
 import shlex
@@ -28,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from src.faults import FaultInjection
 from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
 from src.runs import versions as package_versions
 
@@ -47,7 +49,7 @@ class LaunchError(ValueError):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="make train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--method", required=True, help=f"one of {', '.join(METHODS)}")
+    parser.add_argument("--method", default=None, help=f"one of {', '.join(METHODS)}")
     parser.add_argument("--profile", default="quick", help="quick (built-in benchmark, small backbone) or paper")
     parser.add_argument("--data", default=None, help=f"evaluated dataset: {', '.join(DATA)}")
     parser.add_argument("--data-root", default=None, help="folder of the evaluated dataset")
@@ -68,7 +70,26 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+LAUNCH_FILE = "launch.json"
+
+
+def restore_resumed(args: argparse.Namespace) -> argparse.Namespace:
+    """With ``--resume RUN``, the interrupted run's own options (saved in ``RUN/launch.json``) win."""
+    if not args.resume:
+        return args
+    saved = Path(args.resume) / LAUNCH_FILE
+    if not saved.is_file():
+        raise LaunchError(f"RESUME={args.resume}: {saved} not found; is this a run directory made by make train?")
+    stored = json.loads(saved.read_text())
+    print(f"resuming {args.resume} with the options it was started with ({saved})", file=sys.stderr)
+    merged = argparse.Namespace(**{**vars(args), **stored})
+    merged.resume = args.resume
+    return merged
+
+
 def validate(args: argparse.Namespace) -> None:
+    if args.method is None:
+        raise LaunchError(f"METHOD is required; valid: {', '.join(METHODS)} (or RESUME=<run dir>)")
     if args.method not in METHODS:
         raise LaunchError(f"METHOD={args.method!r} is not a method; valid: {', '.join(METHODS)}")
     if args.profile not in PROFILES:
@@ -203,6 +224,31 @@ def _netrc_has_wandb() -> bool:
 
 
 # ---------------------------------------------------------------------- one fit + test
+def check_config(cli_args: list[str], cls: type | None = None) -> None:
+    """Parse and type-check the composed config without building anything (no run directory yet).
+
+    An unknown option, a misspelt class or a value of the wrong type stops here with jsonargparse's
+    message, which names the key and the accepted values.
+    """
+    from src.cli import SuiteCLI, build_cli
+
+    class _ParseOnly(SuiteCLI):
+        def instantiate_classes(self) -> None:
+            return None
+
+    argv = sys.argv
+    sys.argv = argv[:1]
+    try:
+        build_cli(cli_args, run=False, cli_class=_ParseOnly)
+    except SystemExit:
+        if cls is not None:
+            names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
+            print(f"\nvalid --model.init_args options of {cls.__name__}: {', '.join(names)}", file=sys.stderr)
+        raise
+    finally:
+        sys.argv = argv
+
+
 def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: str | None) -> dict[str, Any]:
     """Instantiate through LightningCLI, fit when the model trains, test the final weights."""
     from lightning.pytorch.callbacks import ModelCheckpoint
@@ -211,6 +257,7 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
 
     checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), save_last=True, save_top_k=0,
                                  every_n_epochs=1, save_on_train_epoch_end=True)
+    extra = [checkpoint, *([fault] if (fault := FaultInjection.from_env()) else [])]
 
     class _Launch(SuiteCLI):
         """Adds this run's directory, logger and checkpointing to whatever the config asks for."""
@@ -219,7 +266,7 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
             config = dict(config)
             config["default_root_dir"] = str(out_dir)
             config["logger"] = logger if logger is not None else False
-            config["callbacks"] = [*(config.get("callbacks") or []), *callbacks, checkpoint]
+            config["callbacks"] = [*(config.get("callbacks") or []), *callbacks, *extra]
             return super()._instantiate_trainer(config, [])
 
     # LightningCLI warns when it is handed args while sys.argv has some too; DDP's launcher
@@ -303,6 +350,7 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
     cli_args = [*cli_base, *overrides]
     digest = request_hash(files, overrides)
     cls = model_class(layers, args.overrides)
+    check_config(cli_args, cls)
     resumed_from = None
     if run_dir is None and args.resume:
         run_dir = Path(args.resume)
@@ -317,6 +365,10 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
                                           args.ablation_row or None, args.suffix) if p) or None
             run_dir = new_run_dir(args.runs_root, args.method, args.data, suffix)
     os.environ[RUN_DIR_ENV] = str(run_dir)
+    if is_rank_zero() and not resumed_from:
+        launch = {k: v for k, v in vars(args).items() if k not in {"resume", "seed_list"}}
+        launch["seed"] = seed
+        atomic_write_json(run_dir / LAUNCH_FILE, launch)
 
     random_init = _predict_random_init(layers, args.overrides)
     tags = [args.method, args.profile, args.data, "k-shot" if args.k or "k-shot" in json.dumps(layers) else "zero-shot"]
@@ -455,6 +507,7 @@ def write_summary(group_dir: Path, runs: list[Path], seeds: list[int]) -> dict[s
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
+        args = restore_resumed(args)
         validate(args)
     except LaunchError as err:
         print(f"error: {err}", file=sys.stderr)

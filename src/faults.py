@@ -1,0 +1,47 @@
+"""Fault injection for the reliability tests: a real kill or a NaN at a chosen training step.
+
+Enabled only through environment variables, so a normal run never carries it:
+
+* ``ADSUITE_FAULT_KILL_AT_STEP=N``: the training process SIGKILLs itself when global step N
+  starts (what a pre-empted GPU job looks like: no cleanup, no final checkpoint).
+* ``ADSUITE_FAULT_NAN_AT_STEP=N``: the first trainable parameter becomes NaN before step N, so
+  the loss of that step is non-finite and the loss guard must stop the run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import lightning as L
+import torch
+
+KILL_ENV = "ADSUITE_FAULT_KILL_AT_STEP"
+NAN_ENV = "ADSUITE_FAULT_NAN_AT_STEP"
+
+
+class FaultInjection(L.Callback):
+    """Kill the process or poison a parameter at a given global step."""
+
+    def __init__(self, kill_at_step: int | None = None, nan_at_step: int | None = None) -> None:
+        self.kill_at_step = kill_at_step
+        self.nan_at_step = nan_at_step
+
+    @classmethod
+    def from_env(cls) -> FaultInjection | None:
+        kill, nan = os.environ.get(KILL_ENV), os.environ.get(NAN_ENV)
+        if kill is None and nan is None:
+            return None
+        return cls(int(kill) if kill is not None else None, int(nan) if nan is not None else None)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if self.kill_at_step is not None and step == self.kill_at_step:
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.nan_at_step is not None and step == self.nan_at_step:
+            param = next(p for p in pl_module.parameters() if p.requires_grad)
+            with torch.no_grad():
+                param.fill_(float("nan"))
