@@ -8,7 +8,8 @@ it gathers them from every process, and rank 0
   and ``<figure_dir>/samples.npz``;
 * when a ``WandbLogger`` is attached, logs ``test/per_category`` (a ``wandb.Table``: one row per
   category plus ``mean``, one column per metric) and ``test/anomaly_maps`` (a ``wandb.Table`` of
-  ``wandb.Image`` figures, one per category).
+  ``wandb.Image`` figures, one per category) plus each figure as ``test/figures/<category>`` (an
+  image file in the run folder: offline, W&B keeps table media only in a staged artifact).
 
 Without a W&B logger only the files are written.
 """
@@ -98,6 +99,8 @@ class WandbResults(L.Callback):
                           "not logged (list MetricsCallback before WandbResults)", stacklevel=1)
         else:
             payload["test/per_category"] = wandb.Table(columns=["category", *METRICS], data=per_category_rows(results))
+        for category, picture in pictures.items():
+            payload[f"test/figures/{category}"] = wandb.Image(picture, caption="image | ground truth | map")
         if pictures:
             payload["test/anomaly_maps"] = wandb.Table(
                 columns=["category", "samples", "figure"],

@@ -51,8 +51,10 @@ def mask_panel(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
     return panel
 
 
-def titled(panel: np.ndarray, text: str, height: int = 18) -> np.ndarray:
-    """The panel with a white caption bar above it."""
+def titled(panel: np.ndarray, text: str, size: int | None = None, height: int = 18) -> np.ndarray:
+    """The panel (resized to ``size`` x ``size`` when given) with a white caption bar above it."""
+    if size is not None:
+        panel = _fit(panel, size)
     bar = np.full((height, panel.shape[1], 3), 255, np.uint8)
     scale = 0.4 * height / 18
     cv2.putText(bar, text[: max(1, panel.shape[1] // 7)], (3, height - 5), _FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)

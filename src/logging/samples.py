@@ -116,10 +116,10 @@ def category_figure(samples: list[Sample], cell: int = 160) -> np.ndarray:
     for s in samples:
         tag = s.defect_type if s.label else "good"
         rows.append([
-            figures.titled(s.image, f"{tag} #{s.index}"),
-            figures.titled(figures.mask_panel(s.mask), "ground truth"),
+            figures.titled(s.image, f"{tag} #{s.index}", cell),
+            figures.titled(figures.mask_panel(s.mask), "ground truth", cell),
             figures.titled(figures.overlay(s.image, figures.colorize(s.anomaly_map, lo, hi)),
-                           f"score {s.pred_score:.3g}"),
+                           f"score {s.pred_score:.3g}", cell),
         ])
     return figures.grid(rows, cell=cell)
 
@@ -141,11 +141,11 @@ def method_figure(per_method: Mapping[str, list[Sample]], category: str, cell: i
     rows = []
     for index in sorted(shared, key=lambda i: (-next(iter(chosen.values()))[i].label, i)):
         first = next(iter(chosen.values()))[index]
-        row = [figures.titled(first.image, f"{first.defect_type if first.label else 'good'} #{index}"),
-               figures.titled(figures.mask_panel(first.mask), "ground truth")]
+        row = [figures.titled(first.image, f"{first.defect_type if first.label else 'good'} #{index}", cell),
+               figures.titled(figures.mask_panel(first.mask), "ground truth", cell)]
         for method, by_index in chosen.items():
             s = by_index[index]
             image = figures.overlay(s.image, figures.colorize(s.anomaly_map, *ranges[method]))
-            row.append(figures.titled(image, method))
+            row.append(figures.titled(image, method, cell))
         rows.append(row)
     return figures.grid(rows, cell=cell)
