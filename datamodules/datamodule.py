@@ -233,10 +233,9 @@ class AnomalyDataModule(L.LightningDataModule):
     def describe(self) -> str:
         """One paragraph saying which data trains and which evaluates."""
         hp = self.hparams
-        categories = sorted({s.category for s in self.test_samples})
-        evaluate = (
-            f"evaluates on {hp.dataset} test split ({len(self.test_samples)} images, {len(categories)} categories)"
-        )
+        n = len({s.category for s in self.test_samples})
+        plural = "category" if n == 1 else "categories"
+        evaluate = f"evaluates on {hp.dataset} test split ({len(self.test_samples)} images, {n} {plural})"
         if hp.protocol == "k-shot":
             shots = ", ".join(f"{c}: {files}" for c, files in self.k_shot_files.items())
             return (
