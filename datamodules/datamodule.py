@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, get_worker_info
 from datamodules.base import AnomalyDataset, DatasetError, Sample, validate_samples
 from datamodules.protocols import PROTOCOLS, ShotStream, check_disjoint, default_aux_dataset, select_k_shots
 from datamodules.registry import DATASETS, make_reader
+from datamodules.samplers import EpochShuffleSampler
 from datamodules.transforms import Preprocessor
 
 
@@ -307,7 +308,7 @@ class AnomalyDataModule(L.LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            sampler=EpochShuffleSampler(len(dataset), self.hparams.seed) if shuffle else None,
             num_workers=self.hparams.num_workers,
             generator=generator,
             worker_init_fn=_reseed_worker,
