@@ -132,7 +132,7 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
         if opts.profile:
             result["profile"] = profile_table(lambda: fn(x), opts.profile)
         result["sweep"] = sweep(fn, images, result, opts, device)
-    best = min(result["sweep"], key=lambda r: r["ms_per_image"])
+    best = min((r for r in result["sweep"] if "ms_per_image" in r), key=lambda r: r["ms_per_image"])
     result["best_batch"], result["best_ms_per_image"] = best["batch"], best["ms_per_image"]
     return result
 
