@@ -113,7 +113,7 @@ def ablation_table(spec: AblationSpec, runs: Mapping[tuple[str, int | None], lis
             if differenced:
                 ok = may_diff and mean is not None and paper is not None
                 cells.append(f"{100 * (mean - paper):+.1f}" if ok else "")
-        cells += [",".join(str(r.seed) for r in records), _weights(records)]
+        cells += [",".join(str(r.seed) for r in records if r.seed is not None), _weights(records)]
         rows.append(cells)
     notes = _notes(spec.paper_dataset, [r for _, _, recs in lines for r in recs], differenced)
     return Table(spec.title, header, rows, notes)
@@ -129,8 +129,8 @@ def _weights(records: Sequence[RunRecord]) -> str:
 
 def _notes(paper_dataset: str, records: Sequence[RunRecord], differenced: bool) -> list[str]:
     notes = []
-    datasets = sorted({str(r.meta.get("dataset")) for r in records})
-    profiles = sorted({str(r.meta.get("profile")) for r in records})
+    datasets = sorted({str(r.meta["dataset"]) for r in records if r.meta.get("dataset")})
+    profiles = sorted({str(r.meta["profile"]) for r in records if r.meta.get("profile")})
     if records:
         notes.append(f"ours: profile {', '.join(profiles)}, data {', '.join(datasets)}; "
                      f"paper: published numbers{' on ' + paper_dataset if paper_dataset else ''}, percent.")
