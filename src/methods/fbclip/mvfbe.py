@@ -134,23 +134,31 @@ def spatial_view(tokens: torch.Tensor, p: torch.Tensor, grid: tuple[int, int], w
     gh, gw = grid
     if gh * gw != L:
         raise ValueError(f"SPA view: {L} patch tokens do not form the {gh}x{gw} grid")
-    K = window * window
-    pad = window // 2
-    # (B, C, L) -> unfold -> (B, C*K, L) -> (B, L, K, C)
-    x_win = F.unfold(x.transpose(1, 2).reshape(B, C, gh, gw), window, padding=pad)
-    x_win = x_win.reshape(B, C, K, L).permute(0, 3, 2, 1)
-    p_win = F.unfold(p.reshape(B, 1, gh, gw), window, padding=pad).transpose(1, 2).unsqueeze(-1)  # (B, L, K, 1)
-    cls_dir = F.normalize(cls, dim=-1).unsqueeze(1)  # (B, 1, 1, C)
+    K, pad = window * window, window // 2
 
-    bg = x_win * (1 - p_win)
-    stability = (F.normalize(bg, dim=-1) * cls_dir).sum(-1, keepdim=True) * bg.norm(dim=-1, keepdim=True)
-    bg_part = (bg * torch.softmax(stability, dim=2)).sum(2) / (1 - p_win).sum(2).clamp_min(1e-8)
+    def windows(v: torch.Tensor) -> torch.Tensor:
+        """(B, L, c) per-token values -> (B, c, K, L) zero-padded neighbourhoods."""
+        c = v.shape[-1]
+        return F.unfold(v.transpose(1, 2).reshape(B, c, gh, gw), window, padding=pad).view(B, c, K, L)
 
-    fg = x_win * p_win
-    difference = 1 - (F.normalize(fg, dim=-1) * cls_dir).sum(-1, keepdim=True)
-    richness = difference * (fg - fg.mean(dim=2, keepdim=True)).norm(dim=-1, keepdim=True)
-    fg_part = (fg * torch.softmax(richness, dim=2)).sum(2) / p_win.sum(2).clamp_min(1e-8)
-    return torch.cat([cls, fg_part + bg_part], dim=1)
+    # Per-token scalars first, so that only one (B, C, K, L) tensor is ever unfolded:
+    # cos(b_k, cls) ||b_k|| = (1 - p_k) (x_k . cls / ||cls||), and cos(a_k, cls) = cos(x_k, cls) when p_k > 0
+    # (0 for a pad or a zero-weight token, whose a_k is the zero vector).
+    cls_dir = F.normalize(cls, dim=-1)
+    along_cls = (x * cls_dir).sum(-1, keepdim=True)
+    cos_cls = F.cosine_similarity(x, cls, dim=-1).unsqueeze(-1) * (p.unsqueeze(-1) > 0)
+    p_win, along_win, cos_win = windows(torch.cat([p.unsqueeze(-1), along_cls, cos_cls], dim=-1)).unbind(1)
+    x_win = windows(x)  # (B, C, K, L)
+
+    stability = (1 - p_win) * along_win
+    fg_mean = torch.einsum("bckl,bkl->bcl", x_win, p_win) / K
+    spread = (x_win * p_win.unsqueeze(1) - fg_mean.unsqueeze(2)).norm(dim=1)
+    richness = (1 - cos_win) * spread
+
+    w_fg = torch.softmax(richness, dim=1) * p_win / p_win.sum(1, keepdim=True).clamp_min(1e-8)
+    w_bg = torch.softmax(stability, dim=1) * (1 - p_win) / (1 - p_win).sum(1, keepdim=True).clamp_min(1e-8)
+    out = torch.einsum("bckl,bkl->blc", x_win, w_fg + w_bg)
+    return torch.cat([cls, out], dim=1)
 
 
 def build_views(
