@@ -342,12 +342,28 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------------- the run
-def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = None) -> Path:
+def compose(args: argparse.Namespace, seed: int | None) -> tuple[list[Path], dict[str, Any], list[str]]:
+    """The config files, their merged content and the overrides of one run."""
     files = config_files(args.method, args.profile)
     layers = load_layers(files)
-    overrides = [*launcher_overrides(args, layers, seed), *args.overrides]
-    cli_base = [a for f in files for a in ("--config", str(f))]
-    cli_args = [*cli_base, *overrides]
+    return files, layers, [*launcher_overrides(args, layers, seed), *args.overrides]
+
+
+def request_hash_for(argv: list[str]) -> str:
+    """The ``request_hash`` that ``python -m src.run <argv>`` records (one seed; no ``--seeds``)."""
+    args = parse_args(list(argv))
+    validate(args)
+    files, _, overrides = compose(args, default_seed(args))
+    return request_hash(files, overrides)
+
+
+def default_seed(args: argparse.Namespace) -> int:
+    return 0 if args.seed is None else args.seed
+
+
+def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = None) -> Path:
+    files, layers, overrides = compose(args, seed)
+    cli_args = [*(a for f in files for a in ("--config", str(f))), *overrides]
     digest = request_hash(files, overrides)
     cls = model_class(layers, args.overrides)
     check_config(cli_args, cls)
@@ -530,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {key:<12} " + ("n/a" if m is None else f"{100 * m:.1f} ± {100 * (s or 0):.1f}"))
             print(f"run: {_display(group)}")
         return 0
-    run_dir = run_once(args, 0 if args.seed is None else args.seed)
+    run_dir = run_once(args, default_seed(args))
     if is_rank_zero():
         print(f"run: {_display(run_dir)}")
     return 0

@@ -44,15 +44,10 @@ def request_hash_of(argv: Sequence[str]) -> str:
     """The ``request_hash`` the launcher will record for ``python -m src.run <argv>``."""
     from src import run as launcher
 
-    args = launcher.parse_args(list(argv))
     try:
-        launcher.validate(args)
+        return launcher.request_hash_for(list(argv))
     except launcher.LaunchError as err:
         raise SpecError(str(err)) from err
-    files = launcher.config_files(args.method, args.profile)
-    layers = launcher.load_layers(files)
-    overrides = [*launcher.launcher_overrides(args, layers, args.seed), *args.overrides]
-    return launcher.request_hash(files, overrides)
 
 
 def run_launcher(argv: Sequence[str]) -> Path:
