@@ -196,3 +196,13 @@ def test_overfit_one_batch():
     assert exact_auroc(up, mask) >= 0.95
     result = module.test_step({**batch, "category": ["a", "a"]}, 0)
     assert result["anomaly_map"].shape == (2, 32, 32) and result["pred_score"].shape == (2,)
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_backbone, images):
+    grads = []
+    for flag in (False, True):
+        model = build(tiny_backbone, activation_checkpointing=flag)
+        out = model(images[:2])
+        (out.anomaly_map.sum() + model.scr(out)).backward()
+        grads.append(model.fb_attention.fg.to_q.weight.grad.clone())
+    assert torch.allclose(grads[0], grads[1], atol=1e-6)
