@@ -114,7 +114,7 @@ def main() -> None:
     print(f"VTFusion smoke: {args.dataset}, k={args.k}, seed={args.seed}, {steps} steps, "
           f"{model_args['backbone']} ({model_args['pretrained']}) at {model_args['image_size']} px")
 
-    rows, start = [], time.time()
+    rows, start, cpu_start = [], time.time(), time.process_time()
     for category in categories:
         t0 = time.time()
         L.seed_everything(args.seed, verbose=False)
@@ -132,16 +132,17 @@ def main() -> None:
         trainer.fit(model, datamodule=datamodule)
         after = evaluate(model, datamodule.test_dataloader())
         rows.append((category, before, after))
-        print(f"{category:<14} shots={datamodule.k_shot_files[category]}  ({time.time() - t0:.0f} s)")
+        print(f"{category:<14} shots={datamodule.k_shot_files[category]}  ({time.time() - t0:.0f} s)", flush=True)
         for name in before:
-            print(f"    {name:<12} before {100 * before[name]:5.1f}   after {100 * after[name]:5.1f}")
+            print(f"    {name:<12} before {100 * before[name]:5.1f}   after {100 * after[name]:5.1f}", flush=True)
 
     print(f"\nmean over {len(rows)} categories (percent)   before   after")
     for name in rows[0][1]:
         b = np.nanmean([r[1][name] for r in rows])
         a = np.nanmean([r[2][name] for r in rows])
         print(f"    {name:<30} {100 * b:6.1f}  {100 * a:6.1f}")
-    print(f"wall time (fit + 2 evaluations, all categories): {time.time() - start:.0f} s")
+    print(f"wall time (fit + 2 evaluations, all categories): {time.time() - start:.0f} s, "
+          f"process CPU time {time.process_time() - cpu_start:.0f} s (all threads; load from other jobs inflates wall)")
 
 
 if __name__ == "__main__":

@@ -216,3 +216,27 @@ def test_overfit_drives_seg_loss_down_and_pixel_auroc_up() -> None:
     print(f"L_SEG {losses[0]:.4f} -> {losses[-1]:.4f}, pixel AUROC {score:.4f}")
     assert losses[-1] < 0.5 * losses[0], losses
     assert score >= 0.95, score
+
+
+def test_heads_at_paper_size() -> None:
+    """ViT-B-16-plus-240 at 240 px: 4 taps of (B, 225, 896) -> F^v (B, 225, 2560) -> M^f (B, 1, 240, 240).
+
+    The heads are built at the paper's widths around random tokens (the 208 M-parameter backbone
+    itself is exercised by ``python -m src.methods.vtfusion.params``)."""
+    from src.methods.vtfusion.aie import FeatureAdaptor, StageLinear, prototype_distances
+    from src.methods.vtfusion.mpf import FusionBlock, SegmentationNet
+
+    torch.manual_seed(0)
+    ln, proj = torch.nn.LayerNorm(896), torch.randn(896, 640) * 0.03
+    tokens = [torch.randn(1, 225, 896) for _ in range(4)]
+    stages = [FeatureAdaptor(640)(StageLinear(ln, proj)(t).transpose(1, 2).reshape(1, 640, 15, 15)) for t in tokens]
+    stacked = torch.cat(stages, 1).flatten(2).transpose(1, 2)
+    assert stacked.shape == (1, 225, 2560)
+    vision = prototype_distances(stacked, stacked[0]).transpose(1, 2).reshape(1, 1, 15, 15)
+    assert vision.abs().max() == 0
+    text = text_guided_map(stages, torch.nn.functional.normalize(torch.randn(2, 640), dim=-1))
+    assert text.shape == (1, 1, 15, 15) and 0 <= text.min() and text.max() <= 4
+    fusion = FusionBlock(1, 1, 32).eval()
+    fused = fusion(vision, text)
+    out = SegmentationNet(3, 128).eval()(torch.cat([vision, text, fused], 1), (240, 240))
+    assert out.shape == (1, 1, 240, 240)
