@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     before = evaluate(model, datamodule.test_dataloader())
     eval_s = time.perf_counter() - t0
+    print(f"[smoke] untrained: {before} ({eval_s:.0f}s)", flush=True)
 
     trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     t0 = time.perf_counter()
     trainer.fit(model, datamodule=datamodule)
     fit_s = time.perf_counter() - t0
+    print(f"[smoke] fit: {epochs} epoch(s) in {fit_s:.0f}s", flush=True)
 
     t0 = time.perf_counter()
     after = evaluate(model, datamodule.test_dataloader())
