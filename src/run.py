@@ -118,7 +118,8 @@ def validate(args: argparse.Namespace) -> None:
         args.seed_list = None
     aux = args.aux or {"mvtec": "visa"}.get(args.data, "mvtec")
     trains = args.method != "clip" and args.k is None and args.method != "vtfusion"
-    if trains and not args.data.startswith("builtin") and not aux.startswith("builtin") and not args.aux_root:
+    aux_root = args.aux_root or any(o.startswith("--data.init_args.aux_root=") for o in args.overrides)
+    if trains and not args.data.startswith("builtin") and not aux.startswith("builtin") and not aux_root:
         raise LaunchError(
             f"METHOD={args.method} trains on the auxiliary dataset {aux} (cross-dataset protocol): "
             f"give AUX_ROOT=<folder of {aux}> (and AUX=<name> for another auxiliary set)"
@@ -255,8 +256,10 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
 
     from src.cli import SuiteCLI, build_cli
 
-    checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), save_last=True, save_top_k=0,
-                                 every_n_epochs=1, save_on_train_epoch_end=True)
+    # One rolling file, rewritten at the end of every epoch (Lightning writes through a temporary
+    # file): what RESUME continues from, and the final trainable weights.
+    checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="last", save_top_k=1,
+                                 every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
     extra = [checkpoint, *([fault] if (fault := FaultInjection.from_env()) else [])]
 
     class _Launch(SuiteCLI):
