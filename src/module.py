@@ -41,6 +41,8 @@ class AnomalyModule(L.LightningModule):
 
     #: Short method name used in run names, results and W&B tags (``clip``, ``afr``, ...).
     method_name = "base"
+    #: True for methods that train one model per category (the launcher then loops over categories).
+    per_category = False
 
     def __init__(self, eval_sigma: float = 4.0, image_score_from_map: bool = False) -> None:
         super().__init__()

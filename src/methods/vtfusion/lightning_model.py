@@ -42,6 +42,8 @@ class VTFusion(AnomalyModule):
     """
 
     method_name = "vtfusion"
+    #: One model per category: `make train` fits and tests every category in its own subfolder.
+    per_category = True
 
     def __init__(
         self,
