@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     t = time.perf_counter()
     before = evaluate(module, data.test_dataloader())
     t_eval = time.perf_counter() - t
+    print(f"before training ({t_eval:.0f}s): " + ", ".join(f"{k} {100 * v:.1f}" for k, v in before.items()),
+          flush=True)
     t = time.perf_counter()
     trainer = L.Trainer(max_epochs=args.epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
