@@ -16,6 +16,7 @@ Public API: ``PROTOCOLS``, ``default_aux_dataset``, ``check_disjoint``, ``select
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -59,7 +60,10 @@ def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str
 
 
 def select_k_shots(samples: Sequence[Sample], k: int, seed: int) -> dict[str, list[Sample]]:
-    """k normal samples per category, without replacement, ``np.random.default_rng(seed)`` per category.
+    """k normal samples per category, without replacement, seeded by ``(seed, crc32(category))``.
+
+    The category enters the seed so that categories with the same number of candidates do not all
+    get the same file indices.
 
     Candidates are sorted by path first so the draw does not depend on directory listing order.
     Returns category -> shots (sorted by path), in the categories' order of appearance.
@@ -78,7 +82,8 @@ def select_k_shots(samples: Sequence[Sample], k: int, seed: int) -> dict[str, li
                 f"k_shot={k} but category '{category}' has only {len(candidates)} normal train images "
                 f"(e.g. {candidates[0].image_path}); choose k_shot <= {len(candidates)}"
             )
-        picked = np.random.default_rng(seed).choice(len(candidates), size=k, replace=False)
+        rng = np.random.default_rng([seed, zlib.crc32(category.encode())])
+        picked = rng.choice(len(candidates), size=k, replace=False)
         shots[category] = [candidates[i] for i in sorted(picked)]
     return shots
 
