@@ -177,8 +177,9 @@ class MetricsCallback(L.Callback):
                 if not math.isnan(values[key]):
                     to_log[f"{stage}/{name}/{key}"] = float(values[key])
         if to_log:
-            # Identical on every rank (computed from the reduced state): no sync needed.
-            pl_module.log_dict(to_log, sync_dist=False, rank_zero_only=False)
+            # Identical on every rank (computed from the reduced state); sync_dist averages equal
+            # values, which changes nothing and keeps Lightning's per-key DDP warning away.
+            pl_module.log_dict(to_log, sync_dist=True)
         return result
 
     def _gather_predictions(self) -> dict[str, Any] | None:
