@@ -416,6 +416,7 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
     except BaseException:
         if is_rank_zero():
             print(f"\nrun failed; partial logs and checkpoints are kept in {run_dir}", file=sys.stderr)
+            _finish_wandb(logger)  # a later run in this process must not append to this one
         raise
     if is_rank_zero():
         meta = results.setdefault("meta", {})
