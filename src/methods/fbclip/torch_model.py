@@ -140,8 +140,24 @@ class FBCLIPModel(nn.Module):
         # Softmax layer weights; the release has one entry more than it has layers (unused, but
         # in the softmax denominator), so at init every set weighs 1/6.
         self.layer_weights = nn.Parameter(torch.full((layer_weight_count,), 1.0 / layer_weight_count))
+        self._text_cache: tuple[tuple, torch.Tensor] | None = None
 
     # ------------------------------------------------------------------ text
+    def text_features(self) -> torch.Tensor:
+        """(2, D) text features; under no_grad they are computed once per parameter state.
+
+        The prompts are learnable, so the features change with every optimiser step, but an
+        evaluation sees the same ones for every image: keying the cache on the parameters'
+        in-place versions makes it refresh after a step or a ``load_state_dict``.
+        """
+        if torch.is_grad_enabled():
+            return self.encode_text()
+        params = [*self.prompt.parameters(), *self.text_fusion.parameters()]
+        key = tuple((p.data_ptr(), p._version) for p in params)
+        if self._text_cache is None or self._text_cache[0] != key:
+            self._text_cache = (key, self.encode_text())
+        return self._text_cache[1]
+
     def encode_text(self) -> torch.Tensor:
         """(2, D) unit-norm fused text features, row 0 normal, row 1 abnormal."""
         deep = list(self.prompt.deep_prompts) or None
@@ -187,7 +203,7 @@ class FBCLIPModel(nn.Module):
 
     def forward(self, images: torch.Tensor) -> FBOutput:
         """Images (B, 3, H, W), CLIP-normalised -> :class:`FBOutput`."""
-        text = self.encode_text()
+        text = self.text_features()
         sets, set_layer = self.token_sets(images)
         # No ln_post: the release projects FB-Attention's (LayerNorm-ed) output directly.
         projected = [z @ self.backbone.visual.proj for z in sets]

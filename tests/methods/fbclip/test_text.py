@@ -62,3 +62,24 @@ def test_scr_by_hand():
         ent = -sum(p * math.log(p + 1e-8) for p in pi)
         total += 1.0 * ent + 0.5 * max(0.0, 1.0 - abs(s[1] - s[0]))
     assert math.isclose(float(scr_loss(tokens, text)), 0.15 * total / 3, rel_tol=1e-5)
+
+
+def test_text_features_cached_at_evaluation_and_refreshed_after_a_step() -> None:
+    import torch
+
+    from src.backbone import CLIPBackbone
+    from src.methods.fbclip.torch_model import FBCLIPModel
+
+    torch.manual_seed(0)
+    model = FBCLIPModel(CLIPBackbone("tiny-vit", "none", image_size=32, text_causal_mask=False), layers=(1, 2, 4))
+    calls = []
+    original = model.encode_text
+    model.encode_text = lambda: calls.append(1) or original()
+    with torch.no_grad():
+        first = model.text_features()
+        assert torch.equal(model.text_features(), first) and len(calls) == 1
+    with torch.no_grad():
+        model.prompt.ctx_normal.add_(torch.randn_like(model.prompt.ctx_normal))  # as an optimiser step, in place
+        assert not torch.allclose(model.text_features(), first) and len(calls) == 2
+    model.text_features()  # with gradients: always recomputed
+    assert len(calls) == 3
