@@ -135,29 +135,41 @@ def spatial_view(tokens: torch.Tensor, p: torch.Tensor, grid: tuple[int, int], w
     if gh * gw != L:
         raise ValueError(f"SPA view: {L} patch tokens do not form the {gh}x{gw} grid")
     K, pad = window * window, window // 2
+    # The window is walked as K shifted views of one zero-padded grid instead of an unfolded
+    # (B, C, K, L) tensor: same arithmetic, no K-fold copy of the tokens, and every product runs
+    # on contiguous memory (the unfolded einsums degenerated into L tiny strided matmuls).
+    offsets = [(dy, dx) for dy in range(window) for dx in range(window)]
 
-    def windows(v: torch.Tensor) -> torch.Tensor:
-        """(B, L, c) per-token values -> (B, c, K, L) zero-padded neighbourhoods."""
-        c = v.shape[-1]
-        return F.unfold(v.transpose(1, 2).reshape(B, c, gh, gw), window, padding=pad).view(B, c, K, L)
+    def padded(v: torch.Tensor) -> torch.Tensor:
+        """(B, L, c) -> (B, gh + 2 pad, gw + 2 pad, c), zeros outside the grid."""
+        return F.pad(v.reshape(B, gh, gw, -1), (0, 0, pad, pad, pad, pad))
 
-    # Per-token scalars first, so that only one (B, C, K, L) tensor is ever unfolded:
-    # cos(b_k, cls) ||b_k|| = (1 - p_k) (x_k . cls / ||cls||), and cos(a_k, cls) = cos(x_k, cls) when p_k > 0
-    # (0 for a pad or a zero-weight token, whose a_k is the zero vector).
+    def shifted(v: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+        return v[:, dy:dy + gh, dx:dx + gw]
+
+    # Per-token scalars: cos(b_k, cls) ||b_k|| = (1 - p_k) (x_k . cls / ||cls||), and
+    # cos(a_k, cls) = cos(x_k, cls) when p_k > 0 (0 for a pad or a zero-weight token, whose a_k is 0).
     cls_dir = F.normalize(cls, dim=-1)
     along_cls = (x * cls_dir).sum(-1, keepdim=True)
     cos_cls = F.cosine_similarity(x, cls, dim=-1).unsqueeze(-1) * (p.unsqueeze(-1) > 0)
-    p_win, along_win, cos_win = windows(torch.cat([p.unsqueeze(-1), along_cls, cos_cls], dim=-1)).unbind(1)
-    x_win = windows(x)  # (B, C, K, L)
+    scalars = padded(torch.cat([p.unsqueeze(-1), along_cls, cos_cls], dim=-1))
+    x_pad = padded(x)
+    p_win = torch.stack([shifted(scalars[..., 0], dy, dx) for dy, dx in offsets], 1)  # (B, K, gh, gw)
+    along_win = torch.stack([shifted(scalars[..., 1], dy, dx) for dy, dx in offsets], 1)
+    cos_win = torch.stack([shifted(scalars[..., 2], dy, dx) for dy, dx in offsets], 1)
 
+    fg_mean = sum(shifted(x_pad, dy, dx) * p_win[:, k, ..., None] for k, (dy, dx) in enumerate(offsets)) / K
+    spread = torch.stack([
+        (shifted(x_pad, dy, dx) * p_win[:, k, ..., None] - fg_mean).norm(dim=-1) for k, (dy, dx) in enumerate(offsets)
+    ], 1)
     stability = (1 - p_win) * along_win
-    fg_mean = torch.einsum("bckl,bkl->bcl", x_win, p_win) / K
-    spread = (x_win * p_win.unsqueeze(1) - fg_mean.unsqueeze(2)).norm(dim=1)
     richness = (1 - cos_win) * spread
 
     w_fg = torch.softmax(richness, dim=1) * p_win / p_win.sum(1, keepdim=True).clamp_min(1e-8)
     w_bg = torch.softmax(stability, dim=1) * (1 - p_win) / (1 - p_win).sum(1, keepdim=True).clamp_min(1e-8)
-    out = torch.einsum("bckl,bkl->blc", x_win, w_fg + w_bg)
+    w = w_fg + w_bg
+    out = sum(shifted(x_pad, dy, dx) * w[:, k, ..., None] for k, (dy, dx) in enumerate(offsets))
+    out = out.reshape(B, L, C)
     return torch.cat([cls, out], dim=1)
 
 
