@@ -21,6 +21,7 @@ Public API: ``DEFAULT_IMAGE_EXTENSIONS``, ``DatasetReader`` (base class of all r
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,18 +31,18 @@ DEFAULT_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 SPLITS = ("train", "test")
 
 
-class DatasetReader:
+class DatasetReader(ABC):
     """Turns a dataset root into :class:`Sample` records. Subclasses set ``name``."""
 
     name = "dataset"
 
+    @abstractmethod
     def categories(self, root: str | os.PathLike) -> list[str]:
         """All categories available under ``root`` (sorted)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def read(self, root: str | os.PathLike, split: str, categories: Sequence[str] | None = None) -> list[Sample]:
         """Records of ``split`` ("train" or "test") for ``categories`` (None = all), category-major."""
-        raise NotImplementedError
 
     def check_root(self, root: str | os.PathLike | None) -> Path:
         if root is None:
