@@ -15,7 +15,7 @@ TRAIN_OPTS = $(if $(METHOD),--method "$(METHOD)") $(if $(RESUME),,--profile "$(P
 	$(if $(DEVICES),--devices "$(DEVICES)") $(if $(K),--k "$(K)") $(if $(SEED),--seed "$(SEED)") \
 	$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(RESUME),--resume "$(RESUME)")
 
-.PHONY: install train test lint ablate table compare bench bench-metrics clean-venv
+.PHONY: install train test lint ablate table compare bench bench-metrics mutate clean-venv
 
 $(STAMP): requirements.txt
 	@echo "Creating $(VENV) and installing requirements (first use only)..."
@@ -55,6 +55,9 @@ bench: $(STAMP)
 
 bench-metrics: $(STAMP)
 	$(PY) -m src.metrics.bench $(BENCH_ARGS)
+
+mutate: $(STAMP)
+	$(PY) -m tests.mutation $(if $(PKG),--packages "$(PKG)") $(MUTATE_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

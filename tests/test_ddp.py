@@ -18,6 +18,8 @@ import torch
 from src.metrics.callback import MetricsCallback
 from tests.logging.tiny import TinyModule, loader
 
+pytestmark = pytest.mark.ddp
+
 
 class GradientDump(L.Callback):
     """Saves rank 0's trainable gradients of the first step (after the DDP all-reduce)."""

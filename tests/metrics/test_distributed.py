@@ -4,6 +4,7 @@ import json
 import socket
 
 import numpy as np
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -11,6 +12,8 @@ import torch.multiprocessing as mp
 from src.metrics.accumulator import AnomalyMetrics
 from src.metrics.io import metrics_json
 from tests.metrics.scenarios import make_category
+
+pytestmark = pytest.mark.ddp
 
 WORLD = 2
 VARIANTS = ("exact", "anomalyclip")

@@ -1,0 +1,1 @@
+"""Mutation testing (``make mutate``): how many plausible one-line slips the test suite catches."""
