@@ -15,7 +15,7 @@ TRAIN_OPTS = $(if $(METHOD),--method "$(METHOD)") $(if $(RESUME),,--profile "$(P
 	$(if $(DEVICES),--devices "$(DEVICES)") $(if $(K),--k "$(K)") $(if $(SEED),--seed "$(SEED)") \
 	$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(RESUME),--resume "$(RESUME)")
 
-.PHONY: install train test lint ablate table compare bench bench-metrics mutate clean-venv
+.PHONY: install train test test-fast lint ablate table compare bench bench-metrics mutate clean-venv
 
 $(STAMP): requirements.txt
 	@echo "Creating $(VENV) and installing requirements (first use only)..."
@@ -34,6 +34,10 @@ train: $(STAMP)
 test: $(STAMP)
 	$(PY) -m ruff check src datamodules tests
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q
+
+test-fast: $(STAMP)
+	$(PY) -m ruff check src datamodules tests
+	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q -m "not slow and not ddp"
 
 lint: $(STAMP)
 	$(PY) -m ruff check src datamodules tests
