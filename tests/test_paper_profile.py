@@ -46,3 +46,62 @@ def test_fb_paper_profile_resizes_with_pil_bicubic(roots: dict[str, str]) -> Non
     assert config["data"]["init_args"]["image_interpolation"] == "pil_bicubic"
     assert config["data"]["init_args"]["mask_interpolation"] == "bilinear_threshold"
     assert config["data"]["init_args"]["image_size"] == 518
+
+
+def _paper(method: str, data: str, roots: dict[str, str], *extra: str) -> list[str]:
+    root = roots["btad"] if data == "folder" else roots[data]
+    return ["--method", method, "--profile", "paper", "--data", data, "--data-root", root, *extra]
+
+
+@pytest.mark.parametrize(
+    ("data", "launch", "overrides", "aux", "epochs"),
+    [
+        ("mvtec", [], [], "visa", 3),                          # VisA -> MVTec AD: visa_epoch_2
+        ("visa", [], [], "mvtec", 2),                          # MVTec AD -> VisA: mvtec_epoch_1
+        ("folder", [], [], "mvtec", 2),                        # BTAD, MPDD, ...: the MVTec-trained model
+        ("folder", ["--aux", "visa"], [], "visa", 3),          # the other pairing picks its own preset
+        ("folder", [], ["--data.init_args.aux_dataset=visa"], "visa", 3),
+        ("folder", [], ["--trainer.max_epochs=7"], "mvtec", 7),  # the user's override still wins
+    ],
+)
+def test_fb_direction_and_epoch_preset(roots: dict[str, str], data: str, launch: list[str], overrides: list[str],
+                                       aux: str, epochs: int) -> None:
+    aux_root = roots["visa" if aux == "visa" else "mvtec"]
+    config = resolve([*_paper("fb", data, roots, "--aux-root", aux_root, *launch), "--", *overrides])
+    assert config["data"]["init_args"]["aux_dataset"] == aux
+    assert config["data"]["init_args"]["aux_root"] == aux_root
+    assert config["trainer"]["max_epochs"] == epochs
+
+
+def test_fb_quick_profile_keeps_its_length(roots: dict[str, str]) -> None:
+    quick = resolve(["--method", "fb"])
+    assert quick["trainer"]["max_epochs"] == 2 and quick["data"]["init_args"]["aux_dataset"] is None
+    on_mvtec = resolve(["--method", "fb", "--data", "mvtec", "--data-root", roots["mvtec"],
+                        "--aux-root", roots["visa"]])
+    assert on_mvtec["trainer"]["max_epochs"] == 2 and on_mvtec["data"]["init_args"]["aux_dataset"] == "visa"
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--method", "fb", "--profile", "paper", "--data", "folder"],
+         "METHOD=fb trains on the auxiliary dataset mvtec for DATA=folder"),
+        (["--method", "fb", "--profile", "paper", "--data", "visa"],
+         "give AUX_ROOT=<folder of mvtec>"),
+        (["--method", "fb", "--profile", "paper", "--data", "mvtec", "--aux", "folder"],
+         "training on folder has no preset: give ARGS=\"--trainer.max_epochs=N\""),
+        (["--method", "fb", "--profile", "paper"],  # the paper profile defaults to DATA=mvtec
+         "DATA=mvtec needs DATA_ROOT"),
+    ],
+)
+def test_fb_direction_errors_name_the_fix(roots: dict[str, str], argv: list[str], message: str,
+                                          capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    argv = [*argv, "--runs-root", str(tmp_path / "runs")]
+    if "--data" in argv and "DATA_ROOT" not in message:
+        data = argv[argv.index("--data") + 1]
+        argv += ["--data-root", roots["btad"] if data == "folder" else roots[data]]
+    if "--aux" in argv:
+        argv += ["--aux-root", roots["btad"]]
+    assert run.main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
