@@ -105,3 +105,37 @@ def test_fb_direction_errors_name_the_fix(roots: dict[str, str], argv: list[str]
     assert run.main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("method", "data", "aux"),
+    [
+        ("afr", "mvtec", "visa"), ("afr", "visa", "mvtec"), ("afr", "folder", "visa"),  # AFR-CLIP: VisA-trained
+        ("fb", "folder", "mvtec"),                                                     # FB-CLIP: MVTec-trained
+        ("clip", "mvtec", "none"), ("clip", "visa", "none"), ("clip", "folder", "none"),  # training-free
+    ],
+)
+def test_each_method_declares_its_paper_pairing(roots: dict[str, str], method: str, data: str, aux: str) -> None:
+    extra = [] if aux == "none" else ["--aux-root", roots[aux]]
+    config = resolve([*_paper(method, data, roots, *extra)])
+    assert config["data"]["init_args"]["aux_dataset"] == aux
+
+
+def test_other_pairing_is_an_option(roots: dict[str, str]) -> None:
+    config = resolve([*_paper("afr", "folder", roots, "--aux", "mvtec", "--aux-root", roots["mvtec"])])
+    assert config["data"]["init_args"]["aux_dataset"] == "mvtec"
+    assert config["trainer"]["max_epochs"] == 100
+
+
+def test_vtfusion_k_shot_has_no_auxiliary_data(roots: dict[str, str]) -> None:
+    config = resolve([*_paper("vtfusion", "mvtec", roots, "--k", "2")])
+    assert config["data"]["init_args"]["protocol"] == "k-shot" and config["data"]["init_args"]["aux_dataset"] is None
+
+
+def test_pairing_file_must_list_every_target(tmp_path: Path) -> None:
+    from src.pairing import PairingError, declared_pairing
+
+    (tmp_path / "methods" / "m").mkdir(parents=True)
+    (tmp_path / "methods" / "m" / "pairing.yaml").write_text("aux: {mvtec: visa, visa: mvtec}\n")
+    with pytest.raises(PairingError, match="pairing.yaml: needs `aux:` with exactly the targets"):
+        declared_pairing("m", tmp_path)
