@@ -10,12 +10,16 @@ albumentations/anomalib use), ``bilinear``, ``area``, ``nearest``, ``lanczos``, 
 pipelines do. The two bicubics differ noticeably on large downsampling (1024 -> 518), and CLIP is
 sensitive to it: use ``pil_bicubic`` for parity with published numbers.
 
-Mask rule (``mask_interpolation``): ``nearest`` (default; VTFusion, baselines) or
-``bilinear_threshold``: bilinear resize of the 0/1 mask, then ``> 0.5``, as the released
-AnomalyCLIP and FB-CLIP code does (their PIL bilinear on 0/255 followed by the 0.5 threshold).
+Mask rules (``mask_interpolation``): ``nearest`` (default; VTFusion, baselines);
+``bilinear_threshold``: the released AnomalyCLIP / FB-CLIP rule, i.e. PIL's bilinear resize of
+the 0/255 mask image (antialiased: when shrinking, its triangle filter widens with the scale),
+then ``/ 255 > 0.5``; ``opencv_bilinear_threshold``: OpenCV's ``INTER_LINEAR`` of the 0/1 mask
+then ``> 0.5`` (what ``bilinear_threshold`` computed before; OpenCV samples only the 2 x 2 nearest
+pixels, so thin structures survive or vanish differently: on MVTec-sized masks shrunk to 518,
+a few tenths of a percent of the anomalous pixels differ).
 
 Public API: ``CLIP_MEAN``, ``CLIP_STD``, ``IMAGE_INTERPOLATIONS``, ``MASK_INTERPOLATIONS``,
-``Preprocessor``, ``denormalize``.
+``Preprocessor``, ``denormalize``, ``pil_bilinear_threshold``.
 """
 
 from __future__ import annotations
@@ -39,7 +43,23 @@ IMAGE_INTERPOLATIONS = {
     "lanczos": cv2.INTER_LANCZOS4,
     "pil_bicubic": None,  # handled by PilBicubicResize
 }
-MASK_INTERPOLATIONS = {"nearest": cv2.INTER_NEAREST, "bilinear_threshold": cv2.INTER_LINEAR}
+#: OpenCV flag of each mask rule; ``None`` = PIL's bilinear (see :func:`pil_bilinear_threshold`).
+MASK_INTERPOLATIONS = {
+    "nearest": cv2.INTER_NEAREST,
+    "bilinear_threshold": None,
+    "opencv_bilinear_threshold": cv2.INTER_LINEAR,
+}
+
+
+def pil_bilinear_threshold(mask: np.ndarray, size: int) -> np.ndarray:
+    """The released FB-CLIP / AnomalyCLIP mask rule. (H, W) {0, 1} -> float32 (S, S) {0, 1}.
+
+    Their loader makes a 0/255 ``L`` image, torchvision's ``Resize`` calls PIL's bilinear resize
+    (uint8 result), ``ToTensor`` divides by 255 and the mask is thresholded at 0.5.
+    """
+    image = Image.fromarray(np.where(mask > 0.5, 255, 0).astype(np.uint8), mode="L")
+    resized = np.asarray(image.resize((size, size), Image.Resampling.BILINEAR), dtype=np.float32)
+    return (resized / 255.0 > 0.5).astype(np.float32)
 
 
 class PilBicubicResize(A.DualTransform):
@@ -89,7 +109,10 @@ class Preprocessor:
             raise ValueError(f"mask_interpolation '{mask_interpolation}' is not one of {sorted(MASK_INTERPOLATIONS)}")
         self.image_size = image_size
         self.mask_interpolation = mask_interpolation
+        # The PIL rule resizes the mask outside albumentations; its flag there is then unused.
         mask_flag = MASK_INTERPOLATIONS[mask_interpolation]
+        self._pil_mask = mask_flag is None
+        mask_flag = cv2.INTER_NEAREST if mask_flag is None else mask_flag
         if image_interpolation == "pil_bicubic":
             resize: A.DualTransform = PilBicubicResize(image_size, image_size, mask_interpolation=mask_flag)
         else:
@@ -118,8 +141,12 @@ class Preprocessor:
 
         The image is resized as uint8 (rounded and clipped like PIL/torchvision) before scaling.
         """
-        out = self._resize(image=image, mask=mask.astype(np.float32))
-        resized_mask = (out["mask"] > 0.5).astype(np.float32)
+        if self._pil_mask:
+            out = self._resize(image=image)
+            resized_mask = pil_bilinear_threshold(mask, self.image_size)
+        else:
+            out = self._resize(image=image, mask=mask.astype(np.float32))
+            resized_mask = (out["mask"] > 0.5).astype(np.float32)
         return out["image"].astype(np.float32) / 255.0, resized_mask
 
     def augment(self, image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

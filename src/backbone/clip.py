@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .weights import DEFAULT_TAGS, resolve_checkpoint
+from .weights import DEFAULT_TAGS, openai_weights, resolve_checkpoint
 
 CONFIG_DIR = Path(__file__).parent / "configs"
 _REGISTERED = False
@@ -55,10 +55,11 @@ def quick_gelu_required(model_name: str, pretrained: str) -> bool:
     """True when the weights are OpenAI's, which were trained with QuickGELU.
 
     open_clip's plain names (``ViT-L-14-336``) build ``nn.GELU`` and only warn when given the
-    ``openai`` tag, which silently gives wrong features; the ``-quickgelu`` configs are right.
+    ``openai`` tag, which silently gives wrong features; the ``-quickgelu`` configs are right. A
+    checkpoint path is judged by :func:`~src.backbone.weights.openai_weights` (TorchScript archive
+    or OpenAI-only architecture: QuickGELU; ambiguous plain state dict: refused).
     """
-    choice = pretrained.strip().lower()
-    return choice == "openai" or (choice == "auto" and DEFAULT_TAGS.get(model_name) == "openai")
+    return openai_weights(model_name, pretrained)
 
 
 @dataclass
@@ -114,9 +115,9 @@ class CLIPBackbone(nn.Module):
                 f"pos_embed_mode must be 'bicubic_once' or 'bilinear_per_forward', got {pos_embed_mode!r}"
             )
         checkpoint_path = resolve_checkpoint(model_name, pretrained, weights_cache_dir)
-        model = open_clip.create_model(
-            model_name, pretrained=None, force_quick_gelu=quick_gelu_required(model_name, pretrained)
-        )
+        # Decided before the model is built: an ambiguous checkpoint is refused before heavy work.
+        quick_gelu = quick_gelu_required(model_name, pretrained)
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
         if checkpoint_path is not None:
             _load_weights(model, checkpoint_path)
 
@@ -380,6 +381,7 @@ def _load_weights(model: nn.Module, path: str) -> None:
             state = torch.jit.load(path, map_location="cpu").state_dict()
         except Exception:  # noqa: BLE001 - report the original, more useful error
             raise RuntimeError(f"Could not load CLIP weights from {path}: {first_error}") from first_error
-    for key in ("input_resolution", "context_length", "vocab_size"):
+    # Metadata of OpenAI's archive, and the causal mask a scripted open_clip model saves: not weights.
+    for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
         state.pop(key, None)
     model.load_state_dict(state, strict=True)

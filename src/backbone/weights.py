@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import warnings
+import zipfile
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -136,7 +137,7 @@ def resolve_checkpoint(model_name: str, pretrained: str, cache_dir: str | None =
         except WeightsUnavailableError:
             warn_random_init(model_name, f"weights '{tag}' are not available offline")
             return None
-    if os.sep in choice or choice.endswith((".pt", ".pth", ".bin", ".safetensors")):
+    if is_checkpoint_path(choice):
         if not Path(choice).is_file():
             raise WeightsUnavailableError(f"Checkpoint file not found: {choice} (pretrained={pretrained!r}).")
         return choice
@@ -152,6 +153,61 @@ def resolve_checkpoint(model_name: str, pretrained: str, cache_dir: str | None =
     if offline_requested():
         raise WeightsUnavailableError(_how_to_fix(model_name, choice))
     return _download_with_timeout(model_name, choice, cache_dir)
+
+
+def is_checkpoint_path(pretrained: str) -> bool:
+    """True when ``pretrained`` names a file rather than a tag, ``none`` or ``auto``."""
+    choice = pretrained.strip()
+    return os.sep in choice or choice.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def is_torchscript_archive(path: str) -> bool:
+    """True for a TorchScript archive (the format OpenAI released its CLIP weights in).
+
+    ``torch.save`` also writes zip files, but only TorchScript puts compiled code and a
+    ``constants.pkl`` next to the tensors.
+    """
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("/constants.pkl") for name in archive.namelist())
+
+
+def openai_weights(model_name: str, pretrained: str) -> bool:
+    """Whether the weights ``pretrained`` names are OpenAI's (trained with QuickGELU).
+
+    A tag says it (``openai``, or ``auto`` for a name whose default tag is ``openai``). A
+    checkpoint path is decided from the file and the architecture: a TorchScript archive is
+    OpenAI's release format, and an architecture whose only published weights are OpenAI's
+    (``ViT-L-14-336``) can hold nothing else. A plain state dict for an architecture with both
+    OpenAI and GELU-trained weights (``ViT-B-16``) cannot be told apart, and guessing changes every
+    feature silently, so it is refused.
+
+    Raises:
+        ValueError: the ambiguous case, naming the two ways out.
+    """
+    choice = pretrained.strip()
+    if choice.lower() == "openai":
+        return True
+    if choice.lower() == "auto":
+        return DEFAULT_TAGS.get(model_name) == "openai"
+    if not is_checkpoint_path(choice) or not Path(choice).is_file():
+        return False
+    if model_name.endswith("-quickgelu"):
+        return True
+    tags = open_clip.list_pretrained_tags_by_model(model_name)
+    if "openai" not in tags:
+        return False  # no OpenAI weights exist for this architecture: keep its own activation
+    if is_torchscript_archive(choice) or set(tags) == {"openai"}:
+        return True
+    quick = f"{model_name}-quickgelu"
+    hint = f"`{quick}`" if quick in open_clip.list_models() else "a `-quickgelu` model name"
+    raise ValueError(
+        f"pretrained={choice!r} with backbone {model_name!r} is ambiguous: {model_name} has OpenAI "
+        f"weights (trained with QuickGELU) and GELU-trained ones ({', '.join(t for t in tags if t != 'openai')[:80]}), "
+        f"and a state-dict file does not say which it holds. For OpenAI weights use backbone {hint}; "
+        f"for the others pass their tag (pretrained=<tag>) with weights_cache_dir pointing at the cached file."
+    )
 
 
 def default_tag(model_name: str) -> str | None:

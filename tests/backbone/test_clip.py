@@ -206,3 +206,38 @@ def test_activation_of_every_configured_backbone() -> None:
             assert act == "QuickGELU", f"{name} with openai weights builds {act}"
         elif name == "ViT-B-16-plus-240":
             assert act == "GELU", "the LAION ViT-B-16-plus-240 was trained with plain GELU"
+
+
+@pytest.mark.parametrize("image_size", [32, 40, 96])  # grids 4 and 5 (downsampling), 12 (upsampling)
+def test_bicubic_resize_equals_open_clip_resize_pos_embed(image_size: int) -> None:
+    """``bicubic_once`` must be open_clip's ``resize_pos_embed`` (bicubic, antialias on) to the bit."""
+    from open_clip.model import resize_pos_embed
+
+    torch.manual_seed(2)
+    backbone = CLIPBackbone("tiny-vit", "none", image_size=image_size, pos_embed_mode="bicubic_once")
+    table = backbone.visual.positional_embedding.detach().clone()
+    target = open_clip.create_model("tiny-vit", pretrained=None, force_image_size=image_size, device="meta")
+    state = {"visual.positional_embedding": table}
+    resize_pos_embed(state, target)
+    assert torch.equal(backbone.pos_embed(), state["visual.positional_embedding"])
+    if image_size < 64:  # antialiasing only acts when shrinking: the test must see the difference
+        aliased = {"visual.positional_embedding": table}
+        resize_pos_embed(aliased, target, antialias=False)
+        assert (aliased["visual.positional_embedding"] - state["visual.positional_embedding"]).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("image_size", [32, 96])
+def test_bilinear_per_forward_is_plain_bilinear(image_size: int) -> None:
+    """FB-CLIP's per-forward resize: ``F.interpolate`` bilinear, align_corners False, no antialias."""
+    torch.manual_seed(2)
+    backbone = CLIPBackbone("tiny-vit", "none", image_size=image_size, pos_embed_mode="bilinear_per_forward")
+    table = backbone.visual.positional_embedding.detach()
+    g = image_size // 8
+    grid = table[1:].reshape(1, 8, 8, -1).permute(0, 3, 1, 2)
+    want = torch.nn.functional.interpolate(grid, size=(g, g), mode="bilinear", align_corners=False)
+    want = torch.cat([table[:1], want.permute(0, 2, 3, 1).reshape(g * g, -1)])
+    assert torch.equal(backbone.pos_embed(), want)
+    if image_size < 64:
+        smooth = torch.nn.functional.interpolate(grid, size=(g, g), mode="bilinear", align_corners=False,
+                                                 antialias=True)
+        assert (smooth.permute(0, 2, 3, 1).reshape(g * g, -1) - want[1:]).abs().max() > 1e-3

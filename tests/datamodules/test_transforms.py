@@ -22,14 +22,58 @@ def test_mask_rules_follow_their_reference_and_differ():
     image = np.zeros((40, 40, 3), np.uint8)
     mask = _line_and_disk()
     _, nearest = Preprocessor(16, mask_interpolation="nearest").resize(image, mask)
-    _, bilinear = Preprocessor(16, mask_interpolation="bilinear_threshold").resize(image, mask)
-    for out in (nearest, bilinear):
+    _, opencv = Preprocessor(16, mask_interpolation="opencv_bilinear_threshold").resize(image, mask)
+    _, pil = Preprocessor(16, mask_interpolation="bilinear_threshold").resize(image, mask)
+    for out in (nearest, opencv, pil):
         assert out.shape == (16, 16) and out.dtype == np.float32 and set(np.unique(out)) == {0.0, 1.0}
     assert np.array_equal(nearest, cv2.resize(mask, (16, 16), interpolation=cv2.INTER_NEAREST))
     reference = (cv2.resize(mask, (16, 16), interpolation=cv2.INTER_LINEAR) > 0.5).astype(np.float32)
-    assert np.array_equal(bilinear, reference)
-    # row 1 is never sampled by nearest (rows 0, 2, 5, ...) but has weight 0.75 at y = 0.75 in bilinear
-    assert nearest[0].sum() == 0 and bilinear[0].sum() == 16
+    assert np.array_equal(opencv, reference)
+    # row 1 is never sampled by nearest (rows 0, 2, 5, ...) but has weight 0.75 at y = 0.75 in
+    # OpenCV's 2-tap bilinear; PIL's antialiased bilinear spreads it over 5 rows (below 0.5)
+    assert nearest[0].sum() == 0 and opencv[0].sum() == 16 and pil[0].sum() == 0
+
+
+def _mvtec_like_masks(side: int, count: int) -> list[np.ndarray]:
+    """0/1 masks with the shapes MVTec AD annotates: blobs, polygons, thin scratches, small dots."""
+    rng = np.random.default_rng(4)
+    masks = []
+    for _ in range(count):
+        m = np.zeros((side, side), np.uint8)
+        for _ in range(rng.integers(1, 4)):
+            c = tuple(int(v) for v in rng.integers(side // 8, side - side // 8, 2))
+            axes = tuple(int(v) for v in rng.integers(3, side // 6, 2))
+            cv2.ellipse(m, c, axes, float(rng.uniform(0, 180)), 0, 360, 1, -1)
+        pts = rng.integers(0, side, (int(rng.integers(3, 7)), 2)).astype(np.int32)
+        cv2.fillPoly(m, [pts], 1)
+        for _ in range(rng.integers(1, 4)):  # scratches 1-4 px wide
+            a, b = (tuple(int(v) for v in rng.integers(0, side, 2)) for _ in range(2))
+            cv2.line(m, a, b, 1, int(rng.integers(1, 5)))
+        for _ in range(rng.integers(0, 4)):
+            cv2.circle(m, tuple(int(v) for v in rng.integers(0, side, 2)), int(rng.integers(1, 4)), 1, -1)
+        masks.append(m.astype(np.float32))
+    return masks
+
+
+@pytest.mark.parametrize(("side", "size"), [(1024, 518), (700, 518), (300, 518)])
+def test_bilinear_threshold_is_the_released_torchvision_pil_rule(side, size):
+    """The released loader: 0/255 ``L`` image -> torchvision Resize (PIL bilinear) -> ToTensor -> > 0.5."""
+    from PIL import Image
+    from torchvision import transforms
+
+    released = transforms.Compose([transforms.Resize((size, size)), transforms.CenterCrop(size), transforms.ToTensor()])
+    image = np.zeros((side, side, 3), np.uint8)
+    ours = Preprocessor(size, mask_interpolation="bilinear_threshold")
+    opencv = Preprocessor(size, mask_interpolation="opencv_bilinear_threshold")
+    changed = 0
+    for mask in _mvtec_like_masks(side, 4):
+        pil = Image.fromarray((mask * 255).astype(np.uint8), mode="L")
+        want = (released(pil)[0].numpy() > 0.5).astype(np.float32)
+        got = ours.resize(image, mask)[1]
+        assert np.array_equal(got, want)
+        changed += int((opencv.resize(image, mask)[1] != want).sum())
+    if side > size:  # shrinking: OpenCV's rule differs on some boundary / scratch pixels
+        assert changed > 0
 
 
 @pytest.mark.parametrize("kernel", ["bicubic", "bilinear", "area", "nearest", "lanczos", "pil_bicubic"])
