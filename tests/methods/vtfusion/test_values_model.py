@@ -11,6 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from src.methods.vtfusion import VTFusion
+
 from . import reference as ref
 from .fixed import GRID, SIZE, fixed_module, images, reference_features
 
@@ -112,3 +114,23 @@ def test_vision_topk_channels_are_the_k_nearest_distances_ascending() -> None:
     expected = d.sort(-1).values[..., :3].transpose(1, 2).reshape(2, 3, *GRID)
     with torch.no_grad():
         close(model.maps(x)["vision"], expected)
+
+
+def test_initial_state_before_any_perturbation() -> None:
+    """The starting point the method relies on: CLIP's projection, identity adaptor and ATE, γ = 0."""
+    torch.manual_seed(0)
+    model = VTFusion(backbone="tiny-vit", pretrained="none", image_size=SIZE, layers=[1, 2, 3, 4],
+                     prompt_set="pair").model
+    proj = model.backbone.visual.proj.detach()
+    dim = proj.shape[1]
+    for linear, adaptor in zip(model.linears, model.adaptors):
+        assert torch.equal(linear.linear.weight, proj.t()) and not linear.linear.bias.any()
+        weight = adaptor.conv.weight[:, :, 0, 0]
+        assert torch.equal(weight[:, :dim], torch.eye(dim)) and not weight[:, dim:].any()
+        assert not adaptor.conv.bias.any()
+    assert not model.text_adapter.fc2.weight.any() and not model.text_adapter.fc2.bias.any()
+    # fc1 keeps torch's default init, |w| <= 1/sqrt(fan_in)
+    assert 0 < model.text_adapter.fc1.weight.abs().max() <= dim**-0.5
+    assert float(model.fusion.sam_v.gamma) == 0.0 and float(model.fusion.sam_t.gamma) == 0.0
+    assert model.logit_scale == 100.0 and float(model.r) == pytest.approx(1e-5) and model.alpha == 0.1
+    assert "r" not in dict(model.named_parameters())  # a constant, not trained
