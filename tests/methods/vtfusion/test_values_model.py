@@ -131,6 +131,6 @@ def test_initial_state_before_any_perturbation() -> None:
     assert not model.text_adapter.fc2.weight.any() and not model.text_adapter.fc2.bias.any()
     # fc1 keeps torch's default init, |w| <= 1/sqrt(fan_in)
     assert 0 < model.text_adapter.fc1.weight.abs().max() <= dim**-0.5
-    assert float(model.fusion.sam_v.gamma) == 0.0 and float(model.fusion.sam_t.gamma) == 0.0
+    assert not model.fusion.sam_v.gamma.detach().any() and not model.fusion.sam_t.gamma.detach().any()
     assert model.logit_scale == 100.0 and float(model.r) == pytest.approx(1e-5) and model.alpha == 0.1
     assert "r" not in dict(model.named_parameters())  # a constant, not trained
