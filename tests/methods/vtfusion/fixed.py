@@ -10,17 +10,19 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from src.methods.vtfusion import VTFusion, synthesize
+from src.methods.vtfusion import VTFusion
 
 from . import reference as ref
 from .helpers import textured_image, tiny_kwargs, to_tensor
 
 SIZE = 32
 GRID = (4, 4)
-#: Value-test settings that differ from the paper's: r and α make the NFC/AFS hinges partly active
-#: on this tiny random model (with r = 1e-5, α = 0.1 both are saturated and a slip in them could not
-#: show), and a softmax temperature of 5 keeps P(abnormal) away from 0 and 1.
-VALUE_KWARGS = dict(fusion_dim=16, logit_scale=5.0, r=2.0, alpha=0.25)
+#: Value-test settings that differ from the paper's. On this tiny random model nearest distances
+#: are 3-7, so r = 2 and alpha = 0.075 ((r + alpha)^2 = 4.31) leave each of the NFC and AFS hinges
+#: active at some locations and inactive at others (with r = 1e-5, alpha = 0.1 NFC is the plain mean
+#: distance and AFS is 0: slips in either could not show). A softmax temperature of 5 keeps
+#: P(abnormal) away from 0 and 1.
+VALUE_KWARGS = dict(fusion_dim=16, logit_scale=5.0, r=2.0, alpha=0.075)
 
 
 class StubDataModule:
@@ -77,16 +79,25 @@ def fixed_module(k: int = 2, **overrides) -> tuple[VTFusion, StubDataModule]:
     return module, dm
 
 
-def das_batch(k: int = 2, seed: int = 10) -> dict[str, torch.Tensor]:
-    """Clean images (not the shots) with seeded misplaced/noise DAS anomalies covering whole cells."""
-    clean = [textured_image(SIZE, seed + i) for i in range(k)]
-    edits = [synthesize(img, np.random.default_rng(100 + i), ["misplaced"], combined_prob=0.0)
-             for i, img in enumerate(clean)]
-    return {
-        "image": torch.stack([to_tensor(c) for c in clean]),
-        "synthetic_image": torch.stack([to_tensor(e.image) for e in edits]),
-        "synthetic_mask": torch.stack([torch.from_numpy(e.mask)[None] for e in edits]),
-    }
+def anomaly_batch(k: int = 2, seed: int = 10) -> dict[str, torch.Tensor]:
+    """Clean images (not the shots) and synthetic versions with a foreign 16 x 16 patch (2 x 2 cells).
+
+    Built by hand rather than by DAS so that the loss tests do not move when a DAS recipe changes.
+    """
+    foreign = textured_image(SIZE, 99)
+    corners = [(8, 0), (16, 16), (0, 8), (16, 0)]
+    clean, synthetic, masks = [], [], []
+    for i in range(k):
+        image = textured_image(SIZE, seed + i)
+        y, x = corners[i % len(corners)]
+        edited, mask = image.copy(), np.zeros((1, SIZE, SIZE), np.float32)
+        edited[y:y + 16, x:x + 16] = foreign[y:y + 16, x:x + 16]
+        mask[0, y:y + 16, x:x + 16] = 1.0
+        clean.append(to_tensor(image))
+        synthetic.append(to_tensor(edited))
+        masks.append(torch.from_numpy(mask))
+    return {"image": torch.stack(clean), "synthetic_image": torch.stack(synthetic),
+            "synthetic_mask": torch.stack(masks)}
 
 
 def taps64(module: VTFusion, x: torch.Tensor) -> list[torch.Tensor]:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from . import reference as ref
-from .fixed import GRID, SIZE, das_batch, fixed_module, reference_features
+from .fixed import GRID, SIZE, anomaly_batch, fixed_module, reference_features
 
 # training_step logs its terms; outside a Trainer Lightning warns that there is nowhere to log to
 pytestmark = pytest.mark.filterwarnings("ignore:You are trying to `self.log\\(\\)`")
@@ -50,12 +50,18 @@ def reference_terms(module, batch: dict, use_synthetic: torch.Tensor) -> dict[st
 @pytest.mark.parametrize("mix", [(True, False), (False, True)])
 def test_loss_terms_match_the_rederivation(prepared, mix) -> None:
     module, _ = prepared
-    batch = das_batch()
+    batch = anomaly_batch()
     assert (batch["synthetic_mask"].flatten(1).sum(1) > 0).all()  # a clean item's zero target must matter
     use_synthetic = torch.tensor(mix)
     expected = reference_terms(module, batch, use_synthetic)
-    # the fixture keeps each hinge partly active, so r, α and the averaging all show in the values
-    assert 0 < expected["afs"] < (module.model.alpha + 2.0) ** 2 and expected["nfc"] > 0
+    # the fixture keeps each hinge active at some locations only, so r, α and the averaging all show
+    sd = ref.state64(module.model)
+    feats = reference_features(module, torch.cat([batch["image"], batch["synthetic_image"]]))
+    d = ref.nearest(ref.stacked(feats), sd["prototypes"])
+    anomalous = d[2:][ref.area_mask(batch["synthetic_mask"].double(), GRID)]
+    margin, radius = (float(sd["r"]) + module.model.alpha) ** 2, float(sd["r"]) ** 2
+    assert (anomalous < margin).any() and (anomalous > margin).any()
+    assert (d[:2] > radius).any() and (d[:2] < radius).any()
     with torch.no_grad():
         terms = module.model.losses(batch["image"], batch["synthetic_image"], batch["synthetic_mask"], use_synthetic)
     assert set(terms) == {"nfc", "afs", "seg"}
@@ -65,7 +71,7 @@ def test_loss_terms_match_the_rederivation(prepared, mix) -> None:
 
 def test_each_loss_sees_only_its_samples(prepared) -> None:
     module, _ = prepared
-    batch = das_batch()
+    batch = anomaly_batch()
     mix = torch.tensor([True, False])
 
     def terms(b: dict) -> dict[str, float]:
@@ -90,7 +96,7 @@ def weighted_total(module, terms: dict[str, torch.Tensor]) -> float:
     """``training_step``'s loss when the model's unweighted terms are ``terms``."""
     module.model.losses = lambda *a, **k: dict(terms)
     try:
-        batch = das_batch()
+        batch = anomaly_batch()
         return float(module.training_step(batch, 0))
     finally:
         del module.model.losses
@@ -112,7 +118,7 @@ def test_total_is_nfc_and_afs_over_nu_plus_lambda_seg() -> None:
 
 def test_training_step_total_matches_the_rederivation() -> None:
     module, _ = fixed_module(k=2, mix_prob=1.0)  # every segmentation item synthetic: no random draw matters
-    batch = das_batch()
+    batch = anomaly_batch()
     expected = reference_terms(module, batch, torch.tensor([True, True]))
     with torch.no_grad():
         total = module.training_step(batch, 0)
