@@ -134,3 +134,17 @@ def test_initial_state_before_any_perturbation() -> None:
     assert not model.fusion.sam_v.gamma.detach().any() and not model.fusion.sam_t.gamma.detach().any()
     assert model.logit_scale == 100.0 and float(model.r) == pytest.approx(1e-5) and model.alpha == 0.1
     assert "r" not in dict(model.named_parameters())  # a constant, not trained
+
+
+@pytest.mark.parametrize("after_smoothing", [False, True])
+def test_evaluation_image_score_source(after_smoothing: bool) -> None:
+    """Paper: the maximum of the raw M^f; option: the maximum of the smoothed map the step returns."""
+    module, _ = fixed_module(k=2, image_score_after_smoothing=after_smoothing)
+    x = images(2, seed=60)
+    with torch.no_grad():
+        raw = module.model.maps(x)["final"][:, 0]
+        out = module.evaluation_step({"image": x, "mask": torch.zeros(2, SIZE, SIZE), "label": torch.zeros(2)})
+    smoothed_max, raw_max = out["anomaly_map"].flatten(1).amax(1), raw.flatten(1).amax(1)
+    assert module.postprocess.sigma == 4.0
+    assert (smoothed_max - raw_max).abs().min() > 1e-3  # the two sources differ on this input
+    torch.testing.assert_close(out["pred_score"], smoothed_max if after_smoothing else raw_max)
