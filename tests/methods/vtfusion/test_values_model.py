@@ -148,3 +148,20 @@ def test_evaluation_image_score_source(after_smoothing: bool) -> None:
     assert module.postprocess.sigma == 4.0
     assert (smoothed_max - raw_max).abs().min() > 1e-3  # the two sources differ on this input
     torch.testing.assert_close(out["pred_score"], smoothed_max if after_smoothing else raw_max)
+
+
+def test_distances_at_the_paper_grid_are_direct_differences() -> None:
+    """225 locations (ViT-B-16-plus-240 at 240 px): a feature on its prototype is at exactly 0.
+
+    Beyond 25 rows torch's default ``cdist`` switches to the expanded form, whose float32
+    cancellation (about 1e-3 of the feature norm) is as large as the AFS margin.
+    """
+    from src.methods.vtfusion.aie import prototype_distances
+
+    g = torch.Generator().manual_seed(3)
+    features = 10 * torch.randn(2, 225, 64, generator=g)
+    prototypes = features[0]
+    got = prototype_distances(features, prototypes, topk=3)
+    expected = ref.all_distances(features.double(), prototypes.double()).sort(-1).values[..., :3]
+    assert float(got[0, :, 0].abs().max()) == 0.0
+    close(got, expected, rtol=1e-6, atol=1e-5)
