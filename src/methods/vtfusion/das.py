@@ -162,7 +162,9 @@ def misplaced(
     h, w = image.shape[:2]
     out = image.copy()
     region = np.zeros((h, w), dtype=bool)
-    n_patches = 1 + int(rng.random() < 0.5) + int(rng.random() < 0.25)
+    n_patches = 1
+    while n_patches < 3 and rng.random() < 0.5:  # each further patch with p = 0.5: 1, 2, 3 w.p. 1/2, 1/4, 1/4
+        n_patches += 1
     for _ in range(n_patches):
         same = not pool or rng.random() < 0.5
         source = image if same else pool[int(rng.integers(len(pool)))]
