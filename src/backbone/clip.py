@@ -19,8 +19,10 @@ width, ``N`` prompts, ``T`` context length (77), ``W`` text width.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,9 +116,10 @@ class CLIPBackbone(nn.Module):
                 f"pos_embed_mode must be 'bicubic_once' or 'bilinear_per_forward', got {pos_embed_mode!r}"
             )
         checkpoint_path = resolve_checkpoint(model_name, pretrained, weights_cache_dir)
-        model = open_clip.create_model(
-            model_name, pretrained=None, force_quick_gelu=quick_gelu_required(model_name, pretrained)
-        )
+        with _without_open_clip_weight_notice():
+            model = open_clip.create_model(
+                model_name, pretrained=None, force_quick_gelu=quick_gelu_required(model_name, pretrained)
+            )
         if checkpoint_path is not None:
             _load_weights(model, checkpoint_path)
 
@@ -383,3 +386,21 @@ def _load_weights(model: nn.Module, path: str) -> None:
     for key in ("input_resolution", "context_length", "vocab_size"):
         state.pop(key, None)
     model.load_state_dict(state, strict=True)
+
+
+class _DropWeightNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_open_clip_weight_notice() -> Iterator[None]:
+    """open_clip logs "No pretrained weights loaded" because weights are loaded here, after it; the
+    notice is wrong with real weights and a duplicate of the random-init banner without them."""
+    notice = _DropWeightNotice()
+    root = logging.getLogger()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)
