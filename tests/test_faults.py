@@ -47,7 +47,7 @@ def run_dir_of(result: subprocess.CompletedProcess) -> Path:
 
 
 def trainable_state(run_dir: Path) -> dict[str, torch.Tensor]:
-    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     return ckpt["state_dict"]
 
 
@@ -78,7 +78,7 @@ def test_killed_run_resumes_to_the_same_weights_and_metrics(straight_afr: subpro
     assert killed.returncode == -9, killed.stderr[-3000:]  # SIGKILL in epoch 1, after epoch 0's checkpoint
     (interrupted,) = (tmp_path / "b").iterdir()
     assert (interrupted / "checkpoints" / "last.ckpt").is_file() and not (interrupted / "metrics.json").exists()
-    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=False)["epoch"] == 0
+    assert torch.load(interrupted / "checkpoints" / "last.ckpt", weights_only=True)["epoch"] == 0
 
     resumed = launch(["--resume", str(interrupted)], tmp_path / "b")
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -61,7 +61,7 @@ def prepare(argv: list[str], runs_root: Path) -> tuple[list[str], Path | None]:
     if not _option(argv, "--trainer.default_root_dir"):
         launch = _read(source / "launch.json") if source is not None else {}
         parent = source.parent if source is not None else runs_root
-        new_dir = new_run_dir(parent, str(launch.get("method") or "cli"), str(launch.get("data") or argv[0]),
+        new_dir = new_run_dir(parent, str(launch.get("method") or "cli"), str(launch.get("data") or ""),
                               f"{argv[0]}-of-{source.name}" if source is not None else argv[0])
         out.append(f"--trainer.default_root_dir={new_dir}")
         atomic_write_json(new_dir / "rerun.json", {

@@ -152,3 +152,23 @@ def test_error_report_is_one_line_and_keeps_the_traceback(tmp_path: Path, capsys
     assert lines[0].startswith("error: JSONDecodeError: Expecting property name") and len(lines) == 2
     assert lines[1] == f"(full traceback in {log})" and "Traceback (most recent call last)" in log.read_text()
     assert one_line(LaunchError("a\n  b")) == "a b"
+
+
+def test_every_checkpoint_load_in_the_suite_is_weights_only() -> None:
+    """``torch.load`` and ``ckpt_path=`` calls under src/ pass ``weights_only=True`` explicitly."""
+    import ast
+
+    root = Path(__file__).resolve().parents[2] / "src"
+    offenders, seen = [], 0
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = ast.unparse(node.func)
+            keywords = {k.arg: k.value for k in node.keywords}
+            if name == "torch.load" or (name.endswith((".fit", ".test", ".validate")) and "ckpt_path" in keywords):
+                seen += 1
+                value = keywords.get("weights_only")
+                if not (isinstance(value, ast.Constant) and value.value is True):
+                    offenders.append(f"{path.relative_to(root)}:{node.lineno} {name}")
+    assert seen >= 4 and offenders == []
