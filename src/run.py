@@ -36,6 +36,7 @@ from src.launch import guards
 from src.launch.checkpoints import check_checkpoint
 from src.launch.errors import LaunchError, report_error
 from src.launch.lock import RunLock
+from src.launch.preempt import SIGTERM_EXIT, StopOnSigterm, stopped_message
 from src.launch.quiet import LogIntervalCap, quiet_libraries
 from src.launch.wandb_setup import sync_hint
 from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
@@ -258,7 +259,7 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
     # file): what RESUME continues from, and the final trainable weights.
     checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="last", save_top_k=1,
                                  every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
-    extra = [checkpoint, LogIntervalCap(), *([fault] if (fault := FaultInjection.from_env()) else [])]
+    extra = [checkpoint, LogIntervalCap(), StopOnSigterm(), *([fault] if (fault := FaultInjection.from_env()) else [])]
     shutil.rmtree(out_dir / SPILL_DIR, ignore_errors=True)  # left by a killed evaluation of this run
 
     class _Launch(SuiteCLI):
@@ -565,10 +566,8 @@ def main(argv: list[str] | None = None) -> int:
         validate(args)
         return _launch(args)
     except SIGTERMException:
-        run = CURRENT_RUN[0]
-        print(f"stopped by SIGTERM; checkpoints are kept in {run}. Continue with: make train RESUME={run}",
-              file=sys.stderr)
-        return 128 + 15
+        print(stopped_message(CURRENT_RUN[0]), file=sys.stderr)
+        return SIGTERM_EXIT
     except (Exception, SystemExit) as err:  # noqa: BLE001 - one line for the user, the traceback in a log
         if isinstance(err, SystemExit):  # jsonargparse already printed its message
             return err.code if isinstance(err.code, int) else 2
