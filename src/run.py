@@ -260,7 +260,8 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
     checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="last", save_top_k=1,
                                  every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
     extra = [checkpoint, LogIntervalCap(), StopOnSigterm(), *([fault] if (fault := FaultInjection.from_env()) else [])]
-    shutil.rmtree(out_dir / SPILL_DIR, ignore_errors=True)  # left by a killed evaluation of this run
+    if is_rank_zero():
+        shutil.rmtree(out_dir / SPILL_DIR, ignore_errors=True)  # left by a killed evaluation of this run
 
     class _Launch(SuiteCLI):
         """Adds this run's directory, logger and checkpointing to whatever the config asks for."""
