@@ -54,11 +54,6 @@ def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str
 
     Folders are compared as resolved real paths; :func:`check_no_shared_files` then checks the files.
     """
-    if _same_folder(target_root, aux_root) and not (target in _BUILTIN_HALVES and aux in _BUILTIN_HALVES):
-        raise DatasetError(
-            f"aux_root {aux_root} is the evaluated dataset's folder {target_root} (same real path "
-            f"{os.path.realpath(aux_root)}); the cross-dataset protocol never trains on evaluated data"
-        )
     if target in _BUILTIN_HALVES and aux in _BUILTIN_HALVES:
         shared = sorted(set(_BUILTIN_HALVES[target]) & set(_BUILTIN_HALVES[aux]))
         if shared:
@@ -71,6 +66,11 @@ def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str
         raise DatasetError(
             f"aux_dataset '{aux}' is the evaluated dataset; the cross-dataset protocol trains on a "
             "different dataset's test split (set aux_dataset to another dataset, or 'none')"
+        )
+    if _same_folder(target_root, aux_root) and not (target in _BUILTIN_HALVES and aux in _BUILTIN_HALVES):
+        raise DatasetError(
+            f"aux_root {aux_root} is the evaluated dataset's folder {target_root} (same real path "
+            f"{os.path.realpath(aux_root)}); the cross-dataset protocol never trains on evaluated data"
         )
 
 
