@@ -249,7 +249,7 @@ def test_resume_with_other_options_is_refused(interrupted_copy: Path, extra: lis
     (["--method", "clip", "--seeds", "0,0"], "more than once"),
     (["--method", "afr", "--", "--model.init_args.lr=-1"], "--model.init_args.lr=-1.0 is out of range"),
     (["--method", "clip", "--", "--trainer.max_epoch=1"], "unrecognized arguments: --trainer.max_epoch=1"),
-    (["--metho", "clip"], "unrecognized arguments"),
+    (["--metho", "clip"], "METHOD is required"),  # not read as --method
     (["--method", "clip", "--", "--model.class_path=subprocess.Popen"], "outside the suite"),
 ])
 def test_bad_requests_stop_before_a_run_directory_exists(builtin_cache: str, tmp_path: Path, args: list[str],
