@@ -57,6 +57,8 @@ def _logger(run_dir: Path, name: str, tags: list[str], config: dict[str, Any], o
         project=os.environ.get("WANDB_PROJECT", "clip-ad-suite"), name=name, save_dir=str(run_dir),
         offline=offline, tags=tags, config=config, group=config.get("ablation", {}).get("table") or None,
         log_model=False, settings=wandb.Settings(init_timeout=timeout),
+        # Explicit: after a failed online init, W&B's process-wide setup still says "online".
+        **({"mode": "offline"} if offline else {}),
     )
     # Lightning always passes anonymous=None, which W&B answers with a deprecation warning.
     getattr(logger, "_wandb_init", {}).pop("anonymous", None)
@@ -69,6 +71,7 @@ def _abandon() -> None:
 
         if wandb.run is not None:
             wandb.finish(exit_code=1, quiet=True)
+        wandb.teardown()  # forget the failed online setup; the offline run starts from scratch
     except Exception:  # noqa: BLE001, S110 - nothing to keep of a run that never started
         return
 
