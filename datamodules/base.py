@@ -28,12 +28,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from torch.utils.data import Dataset
 
 from datamodules.transforms import Preprocessor
@@ -68,8 +68,11 @@ class Sample:
             raise DatasetError(f"{self.image_path}: a normal image cannot have a mask ({self.mask_path})")
 
 
-class SampleHook(Protocol):
-    """Per-sample train-time synthesis (e.g. VTFusion's DAS), configured by dotted import path.
+class SampleHook:
+    """Base class of per-sample train-time synthesis (e.g. VTFusion's DAS), configured by dotted path.
+
+    Only subclasses are accepted by the DataModule's ``sample_hook`` option: a config cannot name an
+    arbitrary callable (``subprocess.getoutput``) and have it run.
 
     Called after resize and before normalisation as ``hook(sample, rng, pool)`` with
     ``sample = {"image": float32 (S, S, 3) in [0, 1], "mask": float32 (S, S) in {0, 1},
@@ -80,7 +83,8 @@ class SampleHook(Protocol):
     float tensors, every other key passes through into the batch unchanged.
     """
 
-    def __call__(self, sample: dict[str, Any], rng: np.random.Generator, pool: list[np.ndarray]) -> dict[str, Any]: ...
+    def __call__(self, sample: dict[str, Any], rng: np.random.Generator, pool: list[np.ndarray]) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must implement __call__(sample, rng, pool)")
 
 
 def load_image(path: str | os.PathLike) -> np.ndarray:
@@ -109,11 +113,20 @@ def load_mask(path: str | os.PathLike) -> np.ndarray:
 
 
 def _image_size(path: str) -> tuple[int, int]:
-    """(width, height) from the file header; ``verify`` also walks PNG chunks (CRC) without decoding."""
+    """(width, height) of a file that decodes completely.
+
+    PNG: ``verify`` walks the chunks (CRC) without decoding. Other formats (JPEG above all): ``verify``
+    checks nothing, and OpenCV fills the rows of a truncated JPEG with one colour and scores it, so
+    they are decoded in full with truncated images refused.
+    """
     try:
         with Image.open(path) as image:
             size = image.size
-            image.verify()
+            if image.format == "PNG":
+                image.verify()
+            else:
+                ImageFile.LOAD_TRUNCATED_IMAGES = False
+                image.load()
     except Exception as error:  # PIL raises many types for corrupt files; all mean "unreadable"
         raise DatasetError(f"unreadable image file {path}: {type(error).__name__}: {error}") from None
     return size
@@ -122,8 +135,8 @@ def _image_size(path: str) -> tuple[int, int]:
 def validate_samples(samples: Sequence[Sample], what: str, num_threads: int = 8) -> None:
     """Check, before any training, that every image and mask exists, decodes and sizes match.
 
-    Raises :class:`DatasetError` naming the offending file(s). Header-level checks only (PIL
-    ``open`` + ``verify``), run on a small thread pool, so that a full MVTec/VisA scan is quick.
+    Raises :class:`DatasetError` naming the offending file(s). PNGs are checked chunk by chunk (PIL
+    ``verify``), other formats are fully decoded; on a small thread pool.
     """
     if not samples:
         raise DatasetError(f"{what}: no images found")

@@ -36,8 +36,15 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, get_worker_info
 
-from datamodules.base import AnomalyDataset, DatasetError, Sample, validate_samples
-from datamodules.protocols import PROTOCOLS, ShotStream, check_disjoint, default_aux_dataset, select_k_shots
+from datamodules.base import AnomalyDataset, DatasetError, Sample, SampleHook, validate_samples
+from datamodules.protocols import (
+    PROTOCOLS,
+    ShotStream,
+    check_disjoint,
+    check_no_shared_files,
+    default_aux_dataset,
+    select_k_shots,
+)
 from datamodules.registry import DATASETS, make_reader
 from datamodules.samplers import EpochShuffleSampler
 from datamodules.transforms import Preprocessor
@@ -226,6 +233,7 @@ class AnomalyDataModule(L.LightningDataModule):
                 )
             self.aux_samples = self.aux_reader.read(self.aux_root, "test", hp.aux_categories)
             validate_samples(self.aux_samples, f"{self.aux_dataset} test split (auxiliary training data)")
+            check_no_shared_files(self.test_samples, self.aux_samples)
         description = self.describe()
         if description != self._last_description:  # once per run, again only if the tables changed
             self._last_description = description
@@ -333,6 +341,11 @@ def _load_hook(path: str, args: dict | None) -> Callable[..., dict[str, Any]]:
         cls = getattr(importlib.import_module(module_name), class_name)
     except (ImportError, AttributeError) as error:
         raise DatasetError(f"sample_hook '{path}' cannot be imported: {error}") from None
+    if not (isinstance(cls, type) and issubclass(cls, SampleHook)):
+        raise DatasetError(
+            f"sample_hook '{path}' is not a subclass of datamodules.SampleHook; only sample-hook classes "
+            "(e.g. src.methods.vtfusion.das.DASHook) may be configured"
+        )
     try:
         return cls(**(args or {}))
     except TypeError as error:

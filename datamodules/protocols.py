@@ -10,12 +10,13 @@
   (``ShotStream``) of samples drawn with replacement from those shots, each optionally passed
   through the sample hook with the other shots as its ``pool``.
 
-Public API: ``PROTOCOLS``, ``default_aux_dataset``, ``check_disjoint``, ``select_k_shots``,
-``ShotStream``.
+Public API: ``PROTOCOLS``, ``default_aux_dataset``, ``check_disjoint``, ``check_no_shared_files``,
+``select_k_shots``, ``ShotStream``.
 """
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -43,8 +44,16 @@ def default_aux_dataset(target: str) -> str | None:
     return "mvtec"
 
 
+def _same_folder(a: str | None, b: str | None) -> bool:
+    """Both given and the same folder once resolved (``/x/``, ``./x``, a symlink to ``/x``)."""
+    return a is not None and b is not None and os.path.realpath(a) == os.path.realpath(b)
+
+
 def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str | None) -> None:
-    """Refuse to train on the dataset that is evaluated (the protocol's one hard rule)."""
+    """Refuse to train on the dataset that is evaluated (the protocol's one hard rule).
+
+    Folders are compared as resolved real paths; :func:`check_no_shared_files` then checks the files.
+    """
     if target in _BUILTIN_HALVES and aux in _BUILTIN_HALVES:
         shared = sorted(set(_BUILTIN_HALVES[target]) & set(_BUILTIN_HALVES[aux]))
         if shared:
@@ -52,10 +61,35 @@ def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str
                 f"aux_dataset '{aux}' shares categories {shared} with the evaluated dataset '{target}'; "
                 "the cross-dataset protocol never trains on evaluated data (use builtin-A vs builtin-B)"
             )
-    elif target == aux and (target != "folder" or target_root == aux_root):
+    elif target == aux and (target != "folder" or _same_folder(target_root, aux_root)
+                            or (target_root is None and aux_root is None)):
         raise DatasetError(
             f"aux_dataset '{aux}' is the evaluated dataset; the cross-dataset protocol trains on a "
             "different dataset's test split (set aux_dataset to another dataset, or 'none')"
+        )
+    if _same_folder(target_root, aux_root) and not (target in _BUILTIN_HALVES and aux in _BUILTIN_HALVES):
+        raise DatasetError(
+            f"aux_root {aux_root} is the evaluated dataset's folder {target_root} (same real path "
+            f"{os.path.realpath(aux_root)}); the cross-dataset protocol never trains on evaluated data"
+        )
+
+
+def check_no_shared_files(evaluated: Sequence[Sample], training: Sequence[Sample]) -> None:
+    """No image or mask file (by resolved real path) is both trained on and evaluated."""
+    def files(samples: Sequence[Sample]) -> dict[str, str]:
+        out = {}
+        for sample in samples:
+            for path in (sample.image_path, sample.mask_path):
+                if path:
+                    out[os.path.realpath(path)] = path
+        return out
+
+    seen = files(evaluated)
+    shared = sorted(real for real in files(training) if real in seen)
+    if shared:
+        raise DatasetError(
+            f"the auxiliary (training) data shares {len(shared)} file(s) with the evaluated test split, e.g. "
+            f"{seen[shared[0]]}; the cross-dataset protocol never trains on evaluated data (check aux_root)"
         )
 
 

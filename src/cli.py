@@ -4,17 +4,28 @@ Models and the DataModule are configured in subclass mode, so overrides read
 ``--model.init_args.mpfa_kernel=1`` and ``--data.init_args.root=...``. The model's
 ``image_size`` is linked to the DataModule's, so one override sets both; a different value given
 to the DataModule's (a linked target) is an error, never silently dropped (:mod:`src.links`).
+
+Options are never abbreviated (``--trainer.max_epoch`` is an error, not ``max_epochs``). Lightning's
+``limit_*_batches`` read an int as a number of batches and a float as a fraction: ``1`` is one
+batch, ``1.0`` all of them.
+
+``python -m src test --config runs/<name>/config.yaml`` scores that run's trained weights into a
+new run directory (see :mod:`src.launch.rerun`).
 """
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.datamodule import AnomalyDataModule
 from src.links import LINKS, check_link_targets
 from src.module import AnomalyModule
+
+#: No option abbreviations, in the main parser and in every subcommand's.
+PARSER_KWARGS = {"allow_abbrev": False, **{c: {"allow_abbrev": False} for c in ("fit", "validate", "test", "predict")}}
 
 
 class SuiteCLI(LightningCLI):
@@ -35,6 +46,22 @@ class SuiteCLI(LightningCLI):
         if message:
             parser.error(message)
 
+    def _refuse_untrained(self) -> None:
+        from src.launch.rerun import require_weights
+
+        subcommand = self.config.get("subcommand")
+        if subcommand:
+            require_weights(self.model, self.config[subcommand].get("ckpt_path"), subcommand)
+
+    def before_test(self) -> None:
+        self._refuse_untrained()
+
+    def before_validate(self) -> None:
+        self._refuse_untrained()
+
+    def before_predict(self) -> None:
+        self._refuse_untrained()
+
 
 def build_cli(args: list[str] | None = None, run: bool = True, cli_class: type[SuiteCLI] = SuiteCLI) -> SuiteCLI:
     """Build the CLI; ``run=False`` instantiates model, data and trainer without running a subcommand."""
@@ -45,10 +72,31 @@ def build_cli(args: list[str] | None = None, run: bool = True, cli_class: type[S
         subclass_mode_data=True,
         save_config_callback=None,
         auto_configure_optimizers=False,
+        parser_kwargs=PARSER_KWARGS,
         args=args,
         run=run,
     )
 
 
 def main() -> None:
-    build_cli()
+    """The raw CLI, with the rerun rules and one-line errors (traceback in the new run's ``error.log``)."""
+    import yaml
+
+    from src.launch.errors import LaunchError, report_error
+    from src.launch.guards import check_class_paths
+    from src.launch.rerun import _option, prepare
+
+    runs_root = Path(__file__).resolve().parents[1] / "runs"
+    argv, new_dir = sys.argv[1:], None
+    try:
+        for config in _option(argv, "--config"):
+            check_class_paths(yaml.safe_load(Path(config).read_text()) or {}, [])
+        check_class_paths({}, argv)
+        argv, new_dir = prepare(argv, runs_root)
+        sys.argv = sys.argv[:1]
+        build_cli(argv)
+    except (LaunchError, OSError, RuntimeError, ValueError) as err:
+        report_error(err, new_dir, runs_root)
+        sys.exit(2 if isinstance(err, LaunchError) else 1)
+    if new_dir is not None:
+        print(f"run: {new_dir}")

@@ -116,6 +116,12 @@ class AnomalyModule(L.LightningModule):
         checkpoint["frozen_backbone"] = self.results_meta()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from src.launch.checkpoints import check_state_keys
+
+        # strict_loading is off for the omitted backbone; a checkpoint without this model's trainable
+        # weights (another method's) must still fail here, by name, not at the optimizer.
+        trainable = {name for name, p in self.named_parameters() if p.requires_grad}
+        check_state_keys(type(self).__name__, trainable, checkpoint)
         own = self.state_dict()
         missing = [k for k in self._frozen_keys(own) if k not in checkpoint["state_dict"]]
         for key in missing:

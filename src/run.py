@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import shlex
+import shutil
 import statistics
 import sys
 import time
@@ -29,8 +30,16 @@ from typing import Any
 
 import yaml
 
+from datamodules.base import DatasetError
 from datamodules.protocols import default_aux_dataset
 from src.faults import FaultInjection
+from src.launch import guards
+from src.launch.checkpoints import check_checkpoint
+from src.launch.errors import LaunchError, report_error
+from src.launch.lock import RunLock
+from src.launch.preempt import SIGTERM_EXIT, StopOnSigterm, stopped_message
+from src.launch.quiet import LogIntervalCap, quiet_libraries
+from src.launch.wandb_setup import sync_hint
 from src.pairing import PairingError, preset_file, resolve_aux
 from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
 from src.runs import versions as package_versions
@@ -40,16 +49,13 @@ EXPERIMENTS = REPO / "experiments"
 METHODS = ("clip", "afr", "fb", "vtfusion")
 PROFILES = ("quick", "paper")
 DATA = ("builtin", "builtin-A", "builtin-B", "mvtec", "visa", "folder")
+SPILL_DIR = "spill"
 METRIC_KEYS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
-
-
-class LaunchError(ValueError):
-    """A launcher option is invalid; raised before any heavy work starts."""
 
 
 # ---------------------------------------------------------------------- config composition
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="make train", description=__doc__,
+    parser = argparse.ArgumentParser(prog="make train", description=__doc__, allow_abbrev=False,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--method", default=None, help=f"one of {', '.join(METHODS)}")
     parser.add_argument("--profile", default="quick", help="quick (built-in benchmark, small backbone) or paper")
@@ -83,6 +89,7 @@ def restore_resumed(args: argparse.Namespace) -> argparse.Namespace:
     if not saved.is_file():
         raise LaunchError(f"RESUME={args.resume}: {saved} not found; is this a run directory made by make train?")
     stored = json.loads(saved.read_text())
+    guards.check_resume(Path(args.resume), vars(args), vars(parse_args([])), stored)
     print(f"resuming {args.resume} with the options it was started with ({saved})", file=sys.stderr)
     merged = argparse.Namespace(**{**vars(args), **stored})
     merged.resume = args.resume
@@ -116,6 +123,7 @@ def validate(args: argparse.Namespace) -> None:
             args.seed_list = [int(s) for s in str(args.seeds).split(",") if s.strip()]
         except ValueError as err:
             raise LaunchError(f"SEEDS={args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
+        guards.check_seeds(args.seed_list)
     else:
         args.seed_list = None
     try:
@@ -183,6 +191,8 @@ def launcher_overrides(args: argparse.Namespace, layers: dict[str, Any], seed: i
     if args.data_root:
         out.append(f"--data.init_args.root={args.data_root}")
     aux = _aux_of(args)
+    if aux is None and training_free(args):
+        aux = "none"  # nothing trains: no auxiliary data to read or report
     if aux is not None:
         out.append(f"--data.init_args.aux_dataset={aux}")
     if args.aux_root:
@@ -201,6 +211,11 @@ def launcher_overrides(args: argparse.Namespace, layers: dict[str, Any], seed: i
     return out
 
 
+def training_free(args: argparse.Namespace) -> bool:
+    """The zero-shot CLIP baseline fits nothing, so it reads no auxiliary (training) data."""
+    return args.method == "clip" and args.k is None
+
+
 def request_hash(files: list[Path], overrides: list[str]) -> str:
     """Identity of a run's resolved request: the config files' contents plus every override."""
     digest = hashlib.sha256()
@@ -213,30 +228,10 @@ def request_hash(files: list[Path], overrides: list[str]) -> str:
 
 # ---------------------------------------------------------------------- logging
 def make_logger(run_dir: Path, name: str, tags: list[str], config: dict[str, Any]) -> Any:
-    """Lightning's WandbLogger, offline when there is no API key; never prompts."""
-    from lightning.pytorch.loggers import WandbLogger
+    """Lightning's WandbLogger, offline without an API key or a reachable host; never prompts."""
+    from src.launch.wandb_setup import make_logger as wandb_logger
 
-    has_key = bool(os.environ.get("WANDB_API_KEY")) or _netrc_has_wandb()
-    if not has_key:
-        os.environ["WANDB_MODE"] = "offline"
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_CONSOLE", "off")
-    os.environ["WANDB_DISABLE_GIT"] = os.environ.get("WANDB_DISABLE_GIT", "true")
-    return WandbLogger(
-        project=os.environ.get("WANDB_PROJECT", "clip-ad-suite"),
-        name=name,
-        save_dir=str(run_dir),
-        offline=not has_key,
-        tags=tags,
-        config=config,
-        group=config.get("ablation", {}).get("table") or None,
-        log_model=False,
-    )
-
-
-def _netrc_has_wandb() -> bool:
-    netrc = Path.home() / ".netrc"
-    return netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    return wandb_logger(run_dir, name, tags, config)
 
 
 # ---------------------------------------------------------------------- one fit + test
@@ -252,10 +247,13 @@ def check_config(cli_args: list[str], cls: type | None = None) -> None:
         def instantiate_classes(self) -> None:
             return None
 
+        def _set_seed(self) -> None:  # the real run seeds once; a second "Seed set to" is noise
+            return None
+
     argv = sys.argv
     sys.argv = argv[:1]
     try:
-        build_cli(cli_args, run=False, cli_class=_ParseOnly)
+        parsed = build_cli(cli_args, run=False, cli_class=_ParseOnly)
     except SystemExit:
         if cls is not None:
             names = [p for p in inspect.signature(cls.__init__).parameters if p != "self"]
@@ -263,6 +261,7 @@ def check_config(cli_args: list[str], cls: type | None = None) -> None:
         raise
     finally:
         sys.argv = argv
+    guards.check_ranges(parsed.config.as_dict())
 
 
 def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: str | None) -> dict[str, Any]:
@@ -275,7 +274,9 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
     # file): what RESUME continues from, and the final trainable weights.
     checkpoint = ModelCheckpoint(dirpath=str(out_dir / "checkpoints"), filename="last", save_top_k=1,
                                  every_n_epochs=1, save_on_train_epoch_end=True, enable_version_counter=False)
-    extra = [checkpoint, *([fault] if (fault := FaultInjection.from_env()) else [])]
+    extra = [checkpoint, LogIntervalCap(), StopOnSigterm(), *([fault] if (fault := FaultInjection.from_env()) else [])]
+    if is_rank_zero():
+        shutil.rmtree(out_dir / SPILL_DIR, ignore_errors=True)  # left by a killed evaluation of this run
 
     class _Launch(SuiteCLI):
         """Adds this run's directory, logger and checkpointing to whatever the config asks for."""
@@ -285,6 +286,9 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
             config["default_root_dir"] = str(out_dir)
             config["logger"] = logger if logger is not None else False
             config["callbacks"] = [*(config.get("callbacks") or []), *callbacks, *extra]
+            for callback in config["callbacks"]:
+                if type(callback).__name__ == "MetricsCallback" and callback.spill_dir is None:
+                    callback.spill_dir = str(out_dir / SPILL_DIR)
             return super()._instantiate_trainer(config, [])
 
     # LightningCLI warns when it is handed args while sys.argv has some too; DDP's launcher
@@ -301,8 +305,10 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
         atomic_write_text(out_dir / "config.yaml", cli.parser.dump(cli.config, skip_none=False))
     trainer, model, datamodule = cli.trainer, cli.model, cli.datamodule
     started = time.time()
+    if resume_ckpt:
+        check_checkpoint(resume_ckpt, model.method_name)
     if model.is_trainable:
-        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_ckpt)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume_ckpt, weights_only=True)
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics_cb = next((c for c in trainer.callbacks if type(c).__name__ == "MetricsCallback"), None)
     results = dict(getattr(metrics_cb, "results", None) or {})
@@ -327,6 +333,9 @@ def merge_category_results(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     meta = dict(next(iter(parts.values()), {}).get("meta", {}))
     meta["n_categories"] = counts
     meta["k_shot_files"] = {c: p.get("meta", {}).get("k_shot_files", {}).get(c) for c, p in parts.items()}
+    partial = {c: p["meta"]["partial"] for c, p in parts.items() if p.get("meta", {}).get("partial")}
+    if partial:
+        meta["partial"] = {"categories": partial}
     return {"mean": mean, "categories": categories, "defect_types": defect_types, "meta": meta}
 
 
@@ -338,6 +347,12 @@ def category_mean(categories: dict[str, dict[str, Any]]) -> tuple[dict[str, Any]
         counts[key] = len(values)
         mean[key] = sum(values) / len(values) if values else None
     return mean, counts
+
+
+def partial_banner(partial: dict[str, Any]) -> str:
+    """The line printed above the table of a run that did not evaluate every test image."""
+    return (f"PARTIAL EVALUATION ({json.dumps(partial, sort_keys=True)}): not every test image was scored; "
+            "these numbers are not comparable with a complete run and tables refuse to mix them.")
 
 
 def format_table(results: dict[str, Any]) -> str:
@@ -385,6 +400,7 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
     files, layers, overrides = compose(args, seed)
     cli_args = [*(a for f in files for a in ("--config", str(f))), *overrides]
     digest = request_hash(files, overrides)
+    guards.check_class_paths(layers, overrides)
     cls = model_class(layers, args.overrides)
     check_config(cli_args, cls)
     resumed_from = None
@@ -401,6 +417,19 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
                                           args.ablation_row or None, args.suffix) if p) or None
             run_dir = new_run_dir(args.runs_root, args.method, args.data, suffix)
     os.environ[RUN_DIR_ENV] = str(run_dir)
+    CURRENT_RUN[0] = run_dir
+    if not is_rank_zero():
+        return _run_in(args, seed, run_dir, layers, overrides, cli_args, digest, cls, resumed_from)
+    with RunLock(run_dir):  # a second RESUME of this directory stops here
+        return _run_in(args, seed, run_dir, layers, overrides, cli_args, digest, cls, resumed_from)
+
+
+#: The run directory in progress, for the error report of main().
+CURRENT_RUN: list[Path | None] = [None]
+
+
+def _run_in(args: argparse.Namespace, seed: int | None, run_dir: Path, layers: dict[str, Any],  # noqa: PLR0913
+            overrides: list[str], cli_args: list[str], digest: str, cls: type, resumed_from: str | None) -> Path:
     if is_rank_zero() and not resumed_from:
         launch = {k: v for k, v in vars(args).items() if k not in {"resume", "seed_list"}}
         launch["seed"] = seed
@@ -452,6 +481,8 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
         print()
         if meta["random_init"]:
             print("RANDOM-INIT backbone: these numbers say nothing about the method.")
+        if meta.get("partial"):
+            print(partial_banner(meta["partial"]))
         print(format_table(results))
         _finish_wandb(logger)
     return run_dir
@@ -515,8 +546,8 @@ def _finish_wandb(logger: Any) -> None:
     except Exception as err:  # noqa: BLE001
         print(f"W&B: could not finish the run cleanly ({err}); results are in metrics.json")
         return
-    if os.environ.get("WANDB_MODE") == "offline" and location:
-        print(f"W&B offline run saved in {location}; upload it later with: wandb sync {location}")
+    if hint := sync_hint(location):
+        print(hint)
 
 
 def write_summary(group_dir: Path, runs: list[Path], seeds: list[int]) -> dict[str, Any]:
@@ -542,13 +573,30 @@ def write_summary(group_dir: Path, runs: list[Path], seeds: list[int]) -> dict[s
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``make train``: exit 0 with results, 2 for a bad request, 143 when stopped by SIGTERM, else 1."""
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    quiet_libraries()
     args = parse_args(argv)
+    CURRENT_RUN[0] = None
     try:
         args = restore_resumed(args)
         validate(args)
-    except LaunchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _launch(args)
+    except SIGTERMException:
+        print(stopped_message(CURRENT_RUN[0]), file=sys.stderr)
+        return SIGTERM_EXIT
+    except (Exception, SystemExit) as err:  # noqa: BLE001 - one line for the user, the traceback in a log
+        if isinstance(err, SystemExit):  # jsonargparse already printed its message
+            return err.code if isinstance(err.code, int) else 2
+        if isinstance(err, LaunchError) and CURRENT_RUN[0] is None:  # a bad request: nothing to trace
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        report_error(err, CURRENT_RUN[0], Path(args.runs_root))
+        return 2 if isinstance(err, LaunchError | DatasetError) else 1
+
+
+def _launch(args: argparse.Namespace) -> int:
     if args.seed_list:
         inherited = os.environ.get(RUN_DIR_ENV)
         group = Path(inherited).parent if inherited and not is_rank_zero() else None

@@ -74,7 +74,7 @@ def test_two_processes_match_one(tmp_path) -> None:
         out.mkdir()
         _trainer(devices, out, [GradientDump(str(dump))], max_steps=1).fit(
             TinyModule(), train_dataloaders=loader(8, 8 // devices))
-        grads[devices] = torch.load(dump)
+        grads[devices] = torch.load(dump, weights_only=True)
     assert grads[1].keys() == grads[2].keys() == {"head.weight", "head.bias"}
     for name, grad in grads[1].items():
         assert grad.abs().sum() > 0

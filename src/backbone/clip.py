@@ -19,8 +19,10 @@ width, ``N`` prompts, ``T`` context length (77), ``W`` text width.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +119,8 @@ class CLIPBackbone(nn.Module):
         checkpoint_path = resolve_checkpoint(model_name, pretrained, weights_cache_dir)
         # Decided before the model is built: an ambiguous checkpoint is refused before heavy work.
         quick_gelu = quick_gelu_required(model_name, pretrained)
-        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
+        with _without_open_clip_weight_notice():
+            model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
         if checkpoint_path is not None:
             _load_weights(model, checkpoint_path)
 
@@ -385,3 +388,21 @@ def _load_weights(model: nn.Module, path: str) -> None:
     for key in ("input_resolution", "context_length", "vocab_size", "attn_mask"):
         state.pop(key, None)
     model.load_state_dict(state, strict=True)
+
+
+class _DropWeightNotice(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "No pretrained weights loaded" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _without_open_clip_weight_notice() -> Iterator[None]:
+    """open_clip logs "No pretrained weights loaded" because weights are loaded here, after it; the
+    notice is wrong with real weights and a duplicate of the random-init banner without them."""
+    notice = _DropWeightNotice()
+    root = logging.getLogger()
+    root.addFilter(notice)
+    try:
+        yield
+    finally:
+        root.removeFilter(notice)

@@ -4,12 +4,16 @@ The ``.npz`` holds ``anomaly_maps`` (N, H, W) float, ``masks`` (N, H, W) in {0, 
 ``labels`` (N,) 0/1, ``categories`` (N,) strings and optionally ``defect_types`` (N,) strings (the
 format :class:`~src.metrics.callback.MetricsCallback` writes with ``save_predictions=True``). The
 metrics are printed as ``metrics.json`` on stdout. The arrays are loaded into memory whole.
+
+Refused with one line naming the file: a damaged ``.npz``, N = 0, labels other than 0/1, a normal
+image with a non-empty mask.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -32,10 +36,17 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in npz.files}
     except ValueError as e:
+        if "pickle" not in str(e):
+            raise ValueError(f"{path}: not a readable .npz file ({e})") from None
         raise ValueError(
             f"{path}: could not read the arrays without pickle ({e}); store strings as numpy unicode "
             "arrays, e.g. np.array(['bottle', ...]), not object arrays"
         ) from e
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as e:
+        raise ValueError(
+            f"{path}: not a readable .npz file ({type(e).__name__}: {e}); it is truncated or corrupt, "
+            "write it again (np.savez or MetricsCallback(save_predictions=True))"
+        ) from None
     missing = [k for k in REQUIRED if k not in arrays]
     if missing:
         raise ValueError(f"{path}: missing array(s) {missing}; required: {list(REQUIRED)}, optional: ['defect_types']")
@@ -58,8 +69,25 @@ def load_predictions(path: str | Path) -> dict[str, np.ndarray]:
             f"{path}: masks must hold only 0 and 1, found values such as {mask_values[:5].tolist()}; "
             "binarise them first (e.g. masks > 0)"
         )
+    check_labels(path, arrays)
     arrays.setdefault("defect_types", np.array([""] * n))
     return arrays
+
+
+def check_labels(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """N >= 1; labels exactly 0 or 1; a normal image (label 0) has an empty mask."""
+    labels, masks = arrays["labels"], arrays["masks"]
+    if labels.shape[0] == 0:
+        raise ValueError(f"{path}: N = 0 images; there is nothing to evaluate")
+    if not np.issubdtype(labels.dtype, np.number) or not np.isin(labels, (0, 1)).all():
+        bad = labels[~np.isin(labels, (0, 1))][:5].tolist() if np.issubdtype(labels.dtype, np.number) else labels.dtype
+        raise ValueError(f"{path}: labels must be 0 (normal) or 1 (anomalous), found {bad}")
+    normal_with_mask = np.flatnonzero((labels == 0) & masks.reshape(len(labels), -1).any(axis=1))
+    if normal_with_mask.size:
+        raise ValueError(
+            f"{path}: {normal_with_mask.size} image(s) labelled 0 (normal) have a non-empty mask, e.g. index "
+            f"{int(normal_with_mask[0])}; a defect mask means label 1"
+        )
 
 
 def evaluate(

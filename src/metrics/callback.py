@@ -70,7 +70,7 @@ class MetricsCallback(L.Callback):
 
     # ----------------------------------------------------------------- test
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start()
+        self._start(trainer)
 
     def on_test_batch_end(
         self,
@@ -97,7 +97,7 @@ class MetricsCallback(L.Callback):
     # ----------------------------------------------------------- validation
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._start()
+            self._start(trainer)
 
     def on_validation_batch_end(
         self,
@@ -121,10 +121,13 @@ class MetricsCallback(L.Callback):
             self._metrics = None
 
     # -------------------------------------------------------------- helpers
-    def _start(self) -> None:
+    def _start(self, trainer: L.Trainer) -> None:
         if self._metrics is not None:
             self._metrics.close()
-        self._metrics = AnomalyMetrics(self.aupro_variant, self.num_bins, self.spill_dir)
+        # Under the run directory, not /tmp: a killed evaluation leaves its spill where the run is
+        # (and the launcher clears it when the run starts again).
+        spill = self.spill_dir or str(Path(trainer.default_root_dir) / "spill")
+        self._metrics = AnomalyMetrics(self.aupro_variant, self.num_bins, spill)
         self._predictions = []
 
     def _update(self, outputs: Any, batch: Any, keep_predictions: bool) -> None:
@@ -171,6 +174,8 @@ class MetricsCallback(L.Callback):
             extra = getattr(owner, "results_meta", None)
             if callable(extra):
                 result["meta"].update(extra())
+        if stage == "test" and (partial := partial_evaluation(result["meta"], trainer)):
+            result["meta"]["partial"] = partial
         to_log = {}
         for name, values in [*result["categories"].items(), ("mean", result["mean"])]:
             for key in METRICS:
@@ -219,3 +224,13 @@ def _to_cpu(fields: dict[str, Any]) -> dict[str, Any]:
             value = list(value)
         out[key] = np.asarray(value) if key in ("index", "label", "pred_score") else value
     return out
+
+
+def partial_evaluation(meta: dict[str, Any], trainer: L.Trainer) -> dict[str, Any] | None:
+    """What was left out when fewer images were scored than the test split holds, else None."""
+    expected = (meta.get("data") or {}).get("n_test_images")
+    scored = meta.get("n_images")
+    limit = getattr(trainer, "limit_test_batches", 1.0)
+    if expected is None or scored is None or scored >= expected:
+        return None
+    return {"n_images_scored": int(scored), "n_test_images": int(expected), "limit_test_batches": limit}

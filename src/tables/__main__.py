@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from src.tables.launch import RunFailedError, ablate, compare, rebuild
+from src.tables.records import PartialRunError
 from src.tables.spec import REPO, SpecError
 
 
@@ -76,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
             _, failures = compare(args.profile, args.protocol, args.k, _split(args.data), _split(args.data_root),
                                   runs_root, args.overrides, _split(args.methods) or None, log=not args.no_wandb,
                                   aux=_split(args.aux), aux_roots=_split(args.aux_root))
-    except (SpecError, RunFailedError) as err:
+    except (SpecError, RunFailedError, PartialRunError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     if failures:

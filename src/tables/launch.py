@@ -21,7 +21,7 @@ from typing import Any
 from src.logging import figures
 from src.logging.samples import Sample, load_samples, method_figure
 from src.tables.build import Table, ablation_table, compare_table
-from src.tables.records import RunRecord, finished_run, scan_runs, select_rows
+from src.tables.records import RunRecord, check_complete, finished_run, scan_runs, select_rows
 from src.tables.spec import (
     REPO,
     SpecError,
@@ -125,6 +125,7 @@ def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int]
                     chosen.setdefault((row.name, k), []).append(_obtain(argv, records, table, row.name))
                 except RunFailedError as err:
                     failures.append(f"{label}: {err}")
+    check_complete([r for runs in chosen.values() for r in runs])
     result = ablation_table(spec, chosen, load_reference(reference_path(method, table)))
     _publish(result, runs_root, f"{method}-{table}", group=table, log=log,
              config={"method": method, "profile": profile, "ablation": {"table": table, "row": ""},
@@ -200,6 +201,7 @@ def compare(profile: str = "quick", protocol: str = "zero-shot", k: int | None =
     name = f"compare-{protocol}"
     title = f"Comparison, {protocol}" + (f" k={k}" if k else "") + f", profile {profile}"
     used = list(dict.fromkeys(m for per in results.values() for m in per))
+    check_complete([r for per in results.values() for r in per.values()])
     result = compare_table(title, results, {m: load_reference(reference_path(m, "main")) for m in used}, k)
     pictures = compare_figures(results, runs_root / "tables" / f"{name}-figures")
     _publish(result, runs_root, name, group=name, log=log, pictures=pictures,

@@ -1,6 +1,7 @@
 """Finished runs as the tables see them: ``metrics.json`` files under a runs root.
 
-Public API: ``RunRecord``, ``scan_runs``, ``finished_run``, ``select_rows``.
+Public API: ``RunRecord``, ``scan_runs``, ``finished_run``, ``select_rows``, ``check_complete``,
+``PartialRunError``.
 """
 
 from __future__ import annotations
@@ -47,6 +48,11 @@ class RunRecord:
     @property
     def seed(self) -> int | None:
         return self.meta.get("seed")
+
+    @property
+    def partial(self) -> bool:
+        """True when the run scored only part of its test split (e.g. ``limit_test_batches``)."""
+        return bool(self.meta.get("partial"))
 
     @property
     def random_init(self) -> bool:
@@ -96,4 +102,19 @@ def select_rows(records: list[RunRecord], method: str, table: str) -> dict[tuple
             if record.config_key() == newest.config_key():
                 per_seed[record.seed] = record
         out[key] = sorted(per_seed.values(), key=lambda r: (r.seed is None, r.seed or 0))
+    check_complete(mine)
     return out
+
+
+class PartialRunError(ValueError):
+    """A table would mix runs that scored only part of their test split with complete runs."""
+
+
+def check_complete(records: list[RunRecord]) -> None:
+    """Refuse a table that mixes partial evaluations with complete ones (their means differ in kind)."""
+    partial = [r for r in records if r.partial]
+    if partial and len(partial) != len(records):
+        raise PartialRunError(
+            f"{len(partial)} of {len(records)} runs scored only part of their test split (meta.partial), e.g. "
+            f"{partial[0].path}; rerun them without limit_test_batches or move them out of the runs folder"
+        )

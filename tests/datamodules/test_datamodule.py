@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from datamodules.base import DatasetError
+from datamodules.base import DatasetError, SampleHook
 from datamodules.builtin import generate_builtin
 from datamodules.datamodule import AnomalyDataModule
 from datamodules.protocols import default_aux_dataset, select_k_shots
@@ -17,7 +17,7 @@ from tests.datamodules.conftest import make_folder_dataset
 KEYS = {"image", "mask", "label", "category", "defect_type", "path", "index", "has_mask"}
 
 
-class MarkHook:
+class MarkHook(SampleHook):
     """Dummy synthesis: paints a random-sized square white, marks it in the mask, adds a key."""
 
     image_keys = ("image", "clean")

@@ -26,6 +26,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from datamodules.base import SampleHook
+
 DAS_TYPES = ("misplaced", "blur", "crack", "noise")
 
 #: Pixels whose mean absolute RGB change exceeds this count as changed (NSA's visibility rule).
@@ -325,7 +327,7 @@ def synthesize(
     return Edit(out, mask, region)
 
 
-class DASHook:
+class DASHook(SampleHook):
     """The DataModule's per-sample hook: adds ``synthetic_image`` and ``synthetic_mask`` to each shot.
 
     Configured as ``data.init_args.sample_hook: src.methods.vtfusion.das.DASHook`` with
