@@ -39,16 +39,19 @@ lint: $(STAMP)
 	$(PY) -m ruff check src datamodules tests
 
 ablate: $(STAMP)
-	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "usage: make ablate METHOD=<m> TABLE=<name> [PROFILE=] [SEEDS=]"; exit 2; }
+	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "usage: make ablate METHOD=<m> TABLE=<name> [PROFILE=] [SEEDS=] [DATA= DATA_ROOT= AUX= AUX_ROOT=]"; exit 2; }
 	$(PY) -m src.tables ablate --method "$(METHOD)" --table "$(TABLE)" --profile "$(PROFILE)" \
-		$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") -- $(ARGS)
+		$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") \
+		$(if $(AUX),--aux "$(AUX)") $(if $(AUX_ROOT),--aux-root "$(AUX_ROOT)") -- $(ARGS)
 
 table: $(STAMP)
 	$(PY) -m src.tables table $(if $(METHOD),--method "$(METHOD)") $(if $(TABLE),--table "$(TABLE)")
 
 compare: $(STAMP)
 	$(PY) -m src.tables compare --profile "$(PROFILE)" $(if $(PROTOCOL),--protocol "$(PROTOCOL)") \
-		$(if $(K),--k "$(K)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") -- $(ARGS)
+		$(if $(K),--k "$(K)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") \
+		$(if $(AUX),--aux "$(AUX)") $(if $(AUX_ROOT),--aux-root "$(AUX_ROOT)") $(if $(METHODS),--methods "$(METHODS)") \
+		-- $(ARGS)
 
 bench: $(STAMP)
 	$(PY) -m src.bench $(BENCH_ARGS)

@@ -29,7 +29,9 @@ from typing import Any
 
 import yaml
 
+from datamodules.protocols import default_aux_dataset
 from src.faults import FaultInjection
+from src.pairing import PairingError, preset_file, resolve_aux
 from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
 from src.runs import versions as package_versions
 
@@ -116,22 +118,34 @@ def validate(args: argparse.Namespace) -> None:
             raise LaunchError(f"SEEDS={args.seeds!r} must be comma-separated integers, e.g. 0,1,2") from err
     else:
         args.seed_list = None
-    aux = args.aux or {"mvtec": "visa"}.get(args.data, "mvtec")
+    try:
+        aux = _aux_of(args)
+        preset_file(args.method, aux, args.overrides, load_layers(config_files(args.method, args.profile)))
+    except PairingError as err:
+        raise LaunchError(str(err)) from err
+    aux = aux or default_aux_dataset(args.data) or "none"
     trains = args.method != "clip" and args.k is None and args.method != "vtfusion"
     aux_root = args.aux_root or any(o.startswith("--data.init_args.aux_root=") for o in args.overrides)
-    if trains and not args.data.startswith("builtin") and not aux.startswith("builtin") and not aux_root:
+    if trains and not args.data.startswith("builtin") and aux != "none" and not aux.startswith("builtin") \
+            and not aux_root:
         raise LaunchError(
-            f"METHOD={args.method} trains on the auxiliary dataset {aux} (cross-dataset protocol): "
-            f"give AUX_ROOT=<folder of {aux}> (and AUX=<name> for another auxiliary set)"
+            f"METHOD={args.method} trains on the auxiliary dataset {aux} for DATA={args.data} (cross-dataset "
+            f"protocol): give AUX_ROOT=<folder of {aux}> (or AUX=<name> AUX_ROOT=<its folder> for another pairing)"
         )
     if args.resume and not Path(args.resume).is_dir():
         raise LaunchError(f"RESUME={args.resume} is not a run directory")
 
 
-def config_files(method: str, profile: str) -> list[Path]:
-    files = [EXPERIMENTS / "base.yaml", EXPERIMENTS / "methods" / f"{method}.yaml",
+def config_files(method: str, profile: str, preset: Path | None = None) -> list[Path]:
+    """Config layers, later wins; ``preset`` (the direction's ``aux-<dataset>.yaml``) follows the method's YAML."""
+    files = [EXPERIMENTS / "base.yaml", EXPERIMENTS / "methods" / f"{method}.yaml", *([preset] if preset else []),
              EXPERIMENTS / "profiles" / f"{profile}.yaml", EXPERIMENTS / "profiles" / profile / f"{method}.yaml"]
     return [f for f in files if f.is_file()]
+
+
+def _aux_of(args: argparse.Namespace) -> str | None:
+    """The run's auxiliary dataset: AUX, an aux_dataset override, or the method's declared pairing."""
+    return resolve_aux(args.method, args.data, args.aux, args.overrides, k_shot=args.k is not None)
 
 
 def load_layers(files: list[Path]) -> dict[str, Any]:
@@ -168,8 +182,9 @@ def launcher_overrides(args: argparse.Namespace, layers: dict[str, Any], seed: i
         out.append(f"--data.init_args.dataset={args.data}")
     if args.data_root:
         out.append(f"--data.init_args.root={args.data_root}")
-    if args.aux:
-        out.append(f"--data.init_args.aux_dataset={args.aux}")
+    aux = _aux_of(args)
+    if aux is not None:
+        out.append(f"--data.init_args.aux_dataset={aux}")
     if args.aux_root:
         out.append(f"--data.init_args.aux_root={args.aux_root}")
     if args.k is not None:
@@ -347,7 +362,9 @@ def write_results(run_dir: Path, results: dict[str, Any]) -> None:
 # ---------------------------------------------------------------------- the run
 def compose(args: argparse.Namespace, seed: int | None) -> tuple[list[Path], dict[str, Any], list[str]]:
     """The config files, their merged content and the overrides of one run."""
-    files = config_files(args.method, args.profile)
+    plain = config_files(args.method, args.profile)
+    files = config_files(args.method, args.profile,
+                         preset_file(args.method, _aux_of(args), args.overrides, load_layers(plain)))
     layers = load_layers(files)
     return files, layers, [*launcher_overrides(args, layers, seed), *args.overrides]
 

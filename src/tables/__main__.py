@@ -36,6 +36,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ab.add_argument("--seeds", default=None, help="comma-separated seeds; mean ± std per row")
     ab.add_argument("--data", default=None)
     ab.add_argument("--data-root", default=None)
+    ab.add_argument("--aux", default=None, help="auxiliary training dataset (default: the method's pairing)")
+    ab.add_argument("--aux-root", default=None, help="folder of the auxiliary dataset")
 
     tb = sub.add_parser("table", help="rebuild ablation tables from run directories alone")
     tb.add_argument("--method", default=None)
@@ -48,6 +50,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     cp.add_argument("--data", default=None, help="comma-separated datasets, e.g. mvtec,visa")
     cp.add_argument("--data-root", default=None, help="comma-separated folders, one per dataset")
     cp.add_argument("--methods", default=None, help="comma-separated subset of the protocol's methods")
+    cp.add_argument("--aux", default=None, help="comma-separated auxiliary datasets, one per dataset")
+    cp.add_argument("--aux-root", default=None, help="comma-separated auxiliary folders, one per dataset")
     for p in (ab, cp):
         p.add_argument("overrides", nargs="*", help="LightningCLI overrides for every run (after --)")
     args, unknown = parser.parse_known_args(argv)
@@ -65,12 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "ablate":
             _, failures = ablate(args.method, args.table, args.profile, _seeds(args.seeds), args.data, args.data_root,
-                                 runs_root, args.overrides, log=not args.no_wandb)
+                                 runs_root, args.overrides, log=not args.no_wandb, aux=args.aux, aux_root=args.aux_root)
         elif args.command == "table":
             rebuild(args.method, args.table, runs_root, log=not args.no_wandb)
         else:
             _, failures = compare(args.profile, args.protocol, args.k, _split(args.data), _split(args.data_root),
-                                  runs_root, args.overrides, _split(args.methods) or None, log=not args.no_wandb)
+                                  runs_root, args.overrides, _split(args.methods) or None, log=not args.no_wandb,
+                                  aux=_split(args.aux), aux_roots=_split(args.aux_root))
     except (SpecError, RunFailedError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

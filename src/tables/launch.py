@@ -87,11 +87,20 @@ def _obtain(argv: list[str], records: list[RunRecord], table: str | None = None,
     return record
 
 
+def data_options(data: str | None, data_root: str | None, aux: str | None, aux_root: str | None) -> list[str]:
+    """Launcher options DATA, DATA_ROOT, AUX, AUX_ROOT (those given)."""
+    pairs = (("--data", data), ("--data-root", data_root), ("--aux", aux), ("--aux-root", aux_root))
+    return [item for flag, value in pairs if value for item in (flag, value)]
+
+
 # ---------------------------------------------------------------------- ablation tables
 def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int] | None = None,
            data: str | None = None, data_root: str | None = None, runs_root: Path = REPO / "runs",
-           overrides: Sequence[str] = (), log: bool = True) -> tuple[Table, list[str]]:
+           overrides: Sequence[str] = (), log: bool = True, aux: str | None = None,
+           aux_root: str | None = None) -> tuple[Table, list[str]]:
     """Run every row (x every k, x every seed) that has no finished run; write and log the table.
+
+    ``aux``/``aux_root`` are the launcher's AUX/AUX_ROOT, the same for every row.
 
     Returns the table and the failures (one message per row that could not run).
     """
@@ -104,8 +113,7 @@ def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int]
             for seed in seeds or [None]:
                 argv = ["--method", method, "--profile", profile, "--runs-root", str(runs_root),
                         "--ablation-table", table, "--ablation-row", row.name]
-                argv += ["--data", data] if data else []
-                argv += ["--data-root", data_root] if data_root else []
+                argv += data_options(data, data_root, aux, aux_root)
                 argv += ["--k", str(k)] if k is not None else []
                 argv += ["--seed", str(seed)] if seed is not None else []
                 argv += ["--suffix", f"seed{seed}"] if seeds and len(seeds) > 1 else []
@@ -149,27 +157,35 @@ def rebuild(method: str | None, table: str | None, runs_root: Path = REPO / "run
 def compare(profile: str = "quick", protocol: str = "zero-shot", k: int | None = None,
             data: Sequence[str] = (), data_roots: Sequence[str] = (), runs_root: Path = REPO / "runs",
             overrides: Sequence[str] = (), methods: Sequence[str] | None = None,
-            log: bool = True) -> tuple[Table, list[str]]:
-    """Run (or reuse) each method on each dataset under the protocol; write table and figures."""
+            log: bool = True, aux: Sequence[str] = (), aux_roots: Sequence[str] = ()) -> tuple[Table, list[str]]:
+    """Run (or reuse) each method on each dataset under the protocol; write table and figures.
+
+    ``aux``/``aux_roots`` (AUX/AUX_ROOT) list one entry per dataset, like ``data_roots``: the two
+    directions of a cross-dataset comparison train on different data.
+    """
     if protocol not in COMPARED:
         raise SpecError(f"PROTOCOL={protocol!r} is not valid; choose one of {sorted(COMPARED)}")
     if protocol == "k-shot":
         k = k or 2
     elif k is not None:
         raise SpecError(f"K={k} only applies to PROTOCOL=k-shot")
-    if data_roots and len(data_roots) != len(data):
-        raise SpecError(f"DATA_ROOT lists {len(data_roots)} folders for {len(data)} datasets (DATA={','.join(data)})")
+    for name, given in (("DATA_ROOT", data_roots), ("AUX", aux), ("AUX_ROOT", aux_roots)):
+        if given and len(given) != max(len(data), 1):
+            raise SpecError(f"{name} lists {len(given)} entries for {max(len(data), 1)} datasets "
+                            f"(DATA={','.join(data) or 'the profile default'}); give one per dataset")
     datasets = list(data) or [None]
     roots = list(data_roots) or [None] * len(datasets)
+    auxes, aux_folders = list(aux) or [None] * len(datasets), list(aux_roots) or [None] * len(datasets)
+    for dataset, aux_name, aux_root in zip(datasets, auxes, aux_folders, strict=True):
+        _check_one_aux_root(methods or COMPARED[protocol], dataset, aux_name, aux_root, k is not None)
     extra = protocol_overrides(protocol)
     records = scan_runs(runs_root)
     results: dict[str, dict[str, RunRecord]] = {}
     failures: list[str] = []
-    for dataset, root in zip(datasets, roots, strict=True):
+    for dataset, root, aux_name, aux_root in zip(datasets, roots, auxes, aux_folders, strict=True):
         for method in methods or COMPARED[protocol]:
             argv = ["--method", method, "--profile", profile, "--runs-root", str(runs_root)]
-            argv += ["--data", dataset] if dataset else []
-            argv += ["--data-root", root] if root else []
+            argv += data_options(dataset, root, aux_name, aux_root)
             argv += ["--k", str(k)] if k is not None else []
             argv += ["--", *extra, *overrides]
             print(f"\n=== compare {protocol}: {method} on {dataset or 'the profile default'}", flush=True)
@@ -190,6 +206,23 @@ def compare(profile: str = "quick", protocol: str = "zero-shot", k: int | None =
              config={"profile": profile, "protocol": protocol, "k": k, "ablation": {"table": "", "row": ""},
                      "runs": {f"{d}/{m}": str(r.path) for d, per in results.items() for m, r in per.items()}})
     return result, failures
+
+
+def _check_one_aux_root(methods: Sequence[str], dataset: str | None, aux: str | None, aux_root: str | None,
+                        k_shot: bool) -> None:
+    """One AUX_ROOT serves a dataset's methods only if they all train on the same kind of dataset."""
+    from src.pairing import resolve_aux
+
+    if not aux_root or aux or not dataset:
+        return
+    paired = {m: resolve_aux(m, dataset, None, [], k_shot) for m in methods}
+    kinds = {a for a in paired.values() if a not in (None, "none")}
+    if len(kinds) > 1:
+        raise SpecError(
+            f"DATA={dataset}: the methods' paper pairings train on different datasets "
+            f"({', '.join(f'{m}: {a}' for m, a in paired.items())}) and one AUX_ROOT cannot be both; give "
+            f"AUX=<dataset> for a common pairing, or METHODS= per pairing"
+        )
 
 
 def compare_figures(results: dict[str, dict[str, RunRecord]], out_dir: Path) -> list[Path]:

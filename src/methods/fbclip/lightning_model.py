@@ -32,6 +32,8 @@ class FBCLIP(AnomalyModule):
         text_strategies: MSTFF subset of ``eot``, ``gp``, ``attn`` (supplement Table 1).
         views: MVFBE subset of ``id``, ``sem``, ``spa`` (supplement Table 2).
         fb_attention: shared FB-Attention on/off (supplement Table 2).
+        plain_proj_norm: with FB-Attention off, ``ln_post`` (default; CLIP's own projection) or
+            ``none`` (raw residual tokens into ``visual.proj``, the suite's behaviour before).
         background_subtraction: BS on/off (incremental table).
         bg_bank: ``half`` (L/2, release) or ``full`` (L) (supplement Table 3).
         bg_candidates: ``index`` (release) or ``score`` (the paper's lowest-score candidates).
@@ -63,6 +65,7 @@ class FBCLIP(AnomalyModule):
         text_strategies: list[str] | None = None,
         views: list[str] | None = None,
         fb_attention: bool = True,
+        plain_proj_norm: str = "ln_post",
         background_subtraction: bool = True,
         bg_bank: str = "half",
         bg_candidates: str = "index",
@@ -108,6 +111,7 @@ class FBCLIP(AnomalyModule):
             text_strategies=text_strategies or ["eot", "gp", "attn"],
             views=views or ["id", "sem", "spa"],
             fb_attention=fb_attention,
+            plain_proj_norm=plain_proj_norm,
             background_subtraction=background_subtraction,
             bg_bank=bg_bank,
             bg_candidates=bg_candidates,

@@ -115,7 +115,10 @@ def convert_release_state(checkpoint: dict[str, Any]) -> tuple[dict[str, torch.T
 def read_release_checkpoint(path: str | Path) -> dict[str, Any]:
     """``torch.load`` the release file on CPU without running arbitrary pickled code.
 
-    The release stores its mean loss as a numpy float64; those numpy types are allow-listed.
+    The release stores its mean loss as a numpy float64; those numpy types are allow-listed. The
+    authors saved under numpy 1.x, whose pickles name the scalar constructor
+    ``numpy.core.multiarray.scalar``; numpy 2 names it ``numpy._core.multiarray.scalar``. Both names
+    are allowed and map to the installed numpy's function.
     """
     path = Path(path)
     if not path.is_file():
@@ -125,9 +128,11 @@ def read_release_checkpoint(path: str | Path) -> dict[str, Any]:
     except Exception as first:  # noqa: BLE001 - retry with numpy scalars allowed
         import numpy as np
 
-        allowed = [np.dtype, np.float64, type(np.dtype(np.float64))]
         core = getattr(np, "_core", None) or np.core
-        allowed.append(core.multiarray.scalar)
+        scalar = core.multiarray.scalar
+        allowed: list[Any] = [np.dtype, np.float64, type(np.dtype(np.float64)), scalar]
+        # (function, pickled name): the same function under the other numpy major's module path.
+        allowed += [(scalar, f"{module}.multiarray.scalar") for module in ("numpy.core", "numpy._core")]
         try:
             with torch.serialization.safe_globals(allowed):
                 return torch.load(path, map_location="cpu", weights_only=True)

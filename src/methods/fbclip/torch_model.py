@@ -25,6 +25,8 @@ from .prompt_learner import PromptLearner
 from .scr import scr_loss
 
 RELEASED_LAYERS = (1, 6, 12, 18, 24)
+#: Norms before ``visual.proj`` when FB-Attention is off (see ``FBCLIPModel``).
+PLAIN_PROJ_NORMS = ("ln_post", "none")
 
 
 @dataclass
@@ -59,6 +61,10 @@ class FBCLIPModel(nn.Module):
         text_strategies: subset of ``eot``, ``gp``, ``attn``.
         views: subset of ``id``, ``sem``, ``spa``.
         fb_attention: apply the shared FB-Attention to every set.
+        plain_proj_norm: with ``fb_attention`` off, the norm before ``visual.proj``: ``ln_post``
+            (CLIP's own projection, as AnomalyCLIP projects its patch tokens) or ``none`` (raw
+            residual-stream tokens straight into ``proj``). Unused while FB-Attention is on: its
+            output is already LayerNorm-ed and the release projects it without ``ln_post``.
         background_subtraction: apply BS.
         bg_bank: ``half`` (release, L/2) or ``full`` (L).
         bg_candidates: ``index`` (release: first rows) or ``score`` (lowest foreground score).
@@ -84,6 +90,7 @@ class FBCLIPModel(nn.Module):
         text_strategies: Sequence[str] = STRATEGIES,
         views: Sequence[str] = ("id", "sem", "spa"),
         fb_attention: bool = True,
+        plain_proj_norm: str = "ln_post",
         background_subtraction: bool = True,
         bg_bank: str = "half",
         bg_candidates: str = "index",
@@ -117,9 +124,12 @@ class FBCLIPModel(nn.Module):
             raise ValueError(f"soft_mask_values needs (background, foreground), got {list(soft_mask_values)}")
         if len(indicator_weights) != 4:
             raise ValueError(f"indicator_weights needs 4 values (S, D, I, T), got {list(indicator_weights)}")
+        if plain_proj_norm not in PLAIN_PROJ_NORMS:
+            raise ValueError(f"plain_proj_norm={plain_proj_norm!r} is not known; valid: {list(PLAIN_PROJ_NORMS)}")
         self.layers = tuple(int(i) for i in layers)
         self.views = check_views(views)
         self.use_fb_attention = fb_attention
+        self.plain_proj_norm = plain_proj_norm
         self.background_subtraction = background_subtraction
         self.bg_bank = bg_bank
         self.bg_candidates = bg_candidates
@@ -205,8 +215,11 @@ class FBCLIPModel(nn.Module):
         """Images (B, 3, H, W), CLIP-normalised -> :class:`FBOutput`."""
         text = self.text_features()
         sets, set_layer = self.token_sets(images)
-        # No ln_post: the release projects FB-Attention's (LayerNorm-ed) output directly.
-        projected = [z @ self.backbone.visual.proj for z in sets]
+        # FB-Attention's output is LayerNorm-ed and the release projects it without ln_post. Without
+        # FB-Attention the sets are raw residual-stream tokens, which CLIP normalises with ln_post
+        # before its projection (``plain_proj_norm``).
+        ln_post = not self.use_fb_attention and self.plain_proj_norm == "ln_post"
+        projected = [self.backbone.project(z, ln_post=ln_post) for z in sets]
         weights = torch.softmax(self.layer_weights, dim=0)
         logits = sum(
             weights[li] * (F.normalize(v, dim=-1) @ text.t()) / self.temperature

@@ -206,3 +206,34 @@ def test_activation_checkpointing_gives_the_same_gradients(tiny_backbone, images
         (out.anomaly_map.sum() + model.scr(out)).backward()
         grads.append(model.fb_attention.fg.to_q.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("norm", ["ln_post", "none"])
+def test_plain_projection_norm_against_float64(tiny_backbone, images, norm):
+    """FB-Attention off: map = softmax over layers of cos(proj(norm(z)), text)/T, re-derived in float64."""
+    model = build(tiny_backbone, background_subtraction=False, fb_attention=False, views=["id"],
+                  plain_proj_norm=norm)
+    with torch.no_grad():
+        out = model(images)
+        feats = [f.double() for f in tiny_backbone.encode_image_layers(images, LAYERS)]
+    ln = tiny_backbone.visual.ln_post
+    proj, text = tiny_backbone.visual.proj.double(), out.text.double()
+    weights = torch.softmax(model.layer_weights.detach().double(), 0)
+    logits = 0
+    for i, z in enumerate(feats):
+        if norm == "ln_post":
+            mu, var = z.mean(-1, keepdim=True), z.var(-1, unbiased=False, keepdim=True)
+            z = (z - mu) / torch.sqrt(var + ln.eps) * ln.weight.double() + ln.bias.double()
+        v = z @ proj
+        logits = logits + weights[i] * (v / v.norm(dim=-1, keepdim=True)) @ text.t() / 0.07
+    probs = torch.softmax(logits, -1)
+    assert torch.allclose(out.anomaly_map.double(), probs[:, 1:, 1].reshape(-1, 4, 4), atol=1e-5)
+    assert torch.allclose(out.pred_score.double(), probs[:, 0, 1], atol=1e-5)
+
+
+def test_plain_projection_norm_default_and_errors(tiny_backbone):
+    assert FBCLIPModel(tiny_backbone, layers=LAYERS).plain_proj_norm == "ln_post"
+    module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=LAYERS, plain_proj_norm="none")
+    assert module.model.plain_proj_norm == "none"
+    with pytest.raises(ValueError, match="plain_proj_norm='ln' is not known; valid: \\['ln_post', 'none'\\]"):
+        FBCLIPModel(tiny_backbone, layers=LAYERS, plain_proj_norm="ln")

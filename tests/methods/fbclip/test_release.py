@@ -86,3 +86,33 @@ def test_release_name_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="release_checkpoint"):
         FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4],
                release_checkpoint=str(tmp_path / "x"))
+
+
+def _rename_pickle_global(path, old: bytes, new: bytes) -> None:
+    """Rewrite ``data.pkl`` inside a torch zip checkpoint with one global's module renamed."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as src:
+        entries = [(info, src.read(info.filename)) for info in src.infolist()]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as dst:
+        for info, data in entries:
+            if info.filename.endswith("data.pkl"):
+                assert old in data, f"{old!r} not in the pickle"
+                data = data.replace(old, new)
+            dst.writestr(info.filename, data)
+
+
+@pytest.mark.parametrize("numpy_module", ["numpy._core.multiarray", "numpy.core.multiarray"])
+def test_read_release_checkpoint_numpy_scalar_names(tmp_path, numpy_module):
+    """numpy 2 pickles the loss as ``numpy._core.multiarray.scalar``; the release (numpy 1.x, torch 2.0)
+    as ``numpy.core.multiarray.scalar``. The second file is made from the first by renaming that global."""
+    from src.methods.fbclip.release import read_release_checkpoint
+
+    path = tmp_path / "visa_epoch_2_model.pth"
+    torch.save({"epoch": 2, "loss": np.float64(0.25), "w": torch.arange(3.0)}, path)
+    if numpy_module == "numpy.core.multiarray":
+        _rename_pickle_global(path, b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
+    out = read_release_checkpoint(path)
+    assert out["epoch"] == 2 and torch.equal(out["w"], torch.arange(3.0))
+    assert float(out["loss"]) == 0.25 and isinstance(out["loss"], np.float64)
+
