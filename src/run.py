@@ -32,7 +32,16 @@ import yaml
 from datamodules.protocols import default_aux_dataset
 from src.faults import FaultInjection
 from src.pairing import PairingError, preset_file, resolve_aux
-from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
+from src.runs import (
+    RUN_DIR_ENV,
+    RUNS_ROOT_ENV,
+    atomic_write_json,
+    atomic_write_text,
+    git_sha,
+    is_rank_zero,
+    new_run_dir,
+    read_json,
+)
 from src.runs import versions as package_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,7 +72,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each plus summary.json")
     parser.add_argument("--resume", default=None, help="run directory of an interrupted run to continue")
     parser.add_argument("--suffix", default=None, help="extra text at the end of the run directory name")
-    parser.add_argument("--runs-root", default=str(REPO / "runs"), help="parent folder of run directories")
+    parser.add_argument("--runs-root", default=os.environ.get(RUNS_ROOT_ENV) or str(REPO / "runs"),
+                        help=f"parent folder of run directories (default ${RUNS_ROOT_ENV} or runs/)")
     parser.add_argument("--ablation-table", default="", help=argparse.SUPPRESS)
     parser.add_argument("--ablation-row", default="", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="LightningCLI overrides, e.g. --model.init_args.mpfa_kernel=1")

@@ -1,6 +1,6 @@
 """Width-shrunk twins of the paper backbones, for rehearsing paper runs on a CPU (``make rehearse``).
 
-With ``CLIP_AD_REHEARSAL=1`` in the environment, :class:`~src.backbone.clip.CLIPBackbone` builds the
+With ``ADSUITE_REHEARSAL=1`` in the environment, :class:`~src.backbone.clip.CLIPBackbone` builds the
 twin of the requested architecture instead: same family, depth, patch size, native input size,
 token grid, tapped blocks and activation, but vision and text width 64 (4 heads of 16), random
 weights. Nothing else changes, so every other setting of a paper run (input size, layers,
@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import sys
 
-REHEARSAL_ENV = "CLIP_AD_REHEARSAL"
+REHEARSAL_ENV = "ADSUITE_REHEARSAL"
 
 # paper architecture -> twin config in configs/ (the joint embedding width is kept, so every
 # method-side layer that reads it has its real shape; only the towers are narrow).
@@ -28,7 +28,7 @@ TWINS: dict[str, str] = {
 
 
 def rehearsal_active() -> bool:
-    """True when the environment asks for the shrunk twins (``CLIP_AD_REHEARSAL`` set and not ``0``)."""
+    """True when the environment asks for the shrunk twins (``ADSUITE_REHEARSAL`` set and not ``0``)."""
     return os.environ.get(REHEARSAL_ENV, "").strip() not in {"", "0"}
 
 
