@@ -101,9 +101,10 @@ def render_table(entries: list[Entry]) -> str:
     """The markdown table of the doc: what each command reproduces and the command itself."""
     lines = ["| paper table | command |", "| --- | --- |"]
     for entry in entries:
-        if entry.resume:
-            continue  # the resume rehearsal repeats a listed command; the doc explains RESUME= in words
         command = entry.command.replace("|", "\\|")
+        if entry.resume:  # the interrupted run is one of the commands above; RESUME= is what is typed
+            lines.append(f"| {entry.paper} | `make train RESUME=runs/<name>` (rehearsed on `{command}`) |")
+            continue
         lines.append(f"| {entry.paper} | `{command}` |")
     return "\n".join(lines)
 
