@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -27,6 +28,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workdir", default=None, help="folder of this rehearsal (default runs/rehearse/<time>)")
     parser.add_argument("--standins", default=str(REPO / "runs" / "rehearse" / "standins"),
                         help="folder of the stand-in datasets (made on first use, reused after)")
+    parser.add_argument("--extra-args", default="",
+                        help="LightningCLI overrides added to every command (reported), e.g. a smaller batch")
     parser.add_argument("--list", action="store_true", help="print the entries and exit")
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the command table of {DOC.name}")
     return parser.parse_args(argv)
@@ -79,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for entry in chosen:
         print(f"--- {entry.name}: {entry.command}", flush=True)
-        outcome = run_entry(entry, standins, workdir)
+        outcome = run_entry(entry, standins, workdir, shlex.split(args.extra_args))
         print(f"    {outcome.status} in {outcome.seconds:.1f} s  {outcome.note}", flush=True)
         outcomes.append(outcome)
     print()

@@ -17,6 +17,7 @@ import os
 import shlex
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +41,14 @@ class Outcome:
 
 
 def make_command(entry: Entry, standins: Path, extra: dict[str, str] | None = None,
-                 steps: int = 1) -> list[str]:
-    """The ``make`` argv of ``entry`` on the stand-ins, with the limit flags appended to ``ARGS``."""
+                 steps: int = 1, extra_args: Sequence[str] = ()) -> list[str]:
+    """The ``make`` argv of ``entry`` on the stand-ins; the limit flags and ``extra_args`` end ``ARGS``."""
     variables = {key: to_standins(value, standins) for key, value in entry.variables.items()}
     shrink = [*SHRINK[:1], f"--trainer.max_steps={steps}", *SHRINK[2:]]
     args = shlex.split(variables.pop("ARGS", ""))
     variables.update(extra or {})
     argv = ["make", "--no-print-directory", entry.target, *(f"{k}={v}" for k, v in variables.items())]
-    return [*argv, "ARGS=" + shlex.join([*args, *shrink])]
+    return [*argv, "ARGS=" + shlex.join([*args, *shrink, *extra_args])]
 
 
 def check_rows(entry: Entry, standins: Path) -> list[str]:
@@ -95,7 +96,7 @@ def _tail(log: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])[-300:]
 
 
-def run_entry(entry: Entry, standins: Path, workdir: Path) -> Outcome:
+def run_entry(entry: Entry, standins: Path, workdir: Path, extra_args: Sequence[str] = ()) -> Outcome:
     """Run one entry (its ablation rows checked first, or interrupted and resumed); never raises."""
     runs_root = workdir / "runs"
     runs_root.mkdir(parents=True, exist_ok=True)
@@ -105,7 +106,7 @@ def run_entry(entry: Entry, standins: Path, workdir: Path) -> Outcome:
            "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
     started = time.time()
     steps = RESUME_STEPS if entry.resume else 1
-    note = SHRINK_NOTE.format(steps=steps)
+    note = SHRINK_NOTE.format(steps=steps) + (f"; also {' '.join(extra_args)}" if extra_args else "")
     try:
         extra = {}
         if entry.rows == "first":
@@ -114,7 +115,7 @@ def run_entry(entry: Entry, standins: Path, workdir: Path) -> Outcome:
             note += f"; {len(rows)} rows checked, row {rows[0]} run"
         before = set(runs_root.iterdir())
         kill_env = {**env, "ADSUITE_FAULT_KILL_AT_STEP": "1"} if entry.resume else env
-        code = _run(make_command(entry, standins, extra, steps), kill_env, log)
+        code = _run(make_command(entry, standins, extra, steps, extra_args), kill_env, log)
         if entry.resume:
             run_dir = _newest_run(runs_root, before)
             if code == 0 or run_dir is None or not (run_dir / "checkpoints" / "last.ckpt").is_file():
