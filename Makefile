@@ -55,7 +55,7 @@ compare: $(STAMP)
 
 # Every paper command of docs/reproduce.md on stand-in data, width-64 backbones, a few steps (CPU).
 rehearse: $(STAMP)
-	$(PY) -m src.rehearse $(if $(ONLY),--only "$(ONLY)")
+	$(PY) -m src.rehearse $(if $(ONLY),--only "$(ONLY)") $(if $(CHECK),--check-only)
 
 bench: $(STAMP)
 	$(PY) -m src.bench $(BENCH_ARGS)

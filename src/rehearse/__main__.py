@@ -18,7 +18,7 @@ from pathlib import Path
 
 from datamodules.standins import StandinError, generate
 from src.rehearse.plan import DOC, REPO, Entry, RunbookError, doc_with_table, load_runbook
-from src.rehearse.runner import Outcome, run_entry
+from src.rehearse.runner import Outcome, check_entry, run_entry
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -31,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--extra-args", default="",
                         help="LightningCLI overrides added to every command (reported), e.g. a smaller batch")
     parser.add_argument("--list", action="store_true", help="print the entries and exit")
+    parser.add_argument("--check-only", action="store_true",
+                        help="resolve and type-check every entry's config(s) without running anything")
     parser.add_argument("--write-doc", action="store_true", help=f"rewrite the command table of {DOC.name}")
     return parser.parse_args(argv)
 
@@ -82,7 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     outcomes = []
     for entry in chosen:
         print(f"--- {entry.name}: {entry.command}", flush=True)
-        outcome = run_entry(entry, standins, workdir, shlex.split(args.extra_args))
+        if args.check_only:
+            outcome = check_entry(entry, standins)
+        else:
+            outcome = run_entry(entry, standins, workdir, shlex.split(args.extra_args))
         print(f"    {outcome.status} in {outcome.seconds:.1f} s  {outcome.note}", flush=True)
         outcomes.append(outcome)
     print()

@@ -102,3 +102,19 @@ def test_twin_is_built_and_recorded_under_the_rehearsal(monkeypatch):
         CLIPBackbone("tiny-vit", "none")
     monkeypatch.setenv(REHEARSAL_ENV, "0")
     assert CLIPBackbone("tiny-vit", "none").describe()["shrunk_from"] is None
+
+
+def test_check_only_resolves_paper_configs_and_rejects_a_bad_key(tmp_path):
+    from src.rehearse.plan import Entry
+    from src.rehearse.runner import check_entry, launcher_argv
+
+    for name in ("mvtec", "visa"):
+        (tmp_path / name).mkdir()
+    base = {"METHOD": "fb", "PROFILE": "paper", "DATA": "visa", "DATA_ROOT": "/data/visa", "AUX_ROOT": "/data/mvtec"}
+    good = Entry("good", "", "make train", "train", base)
+    assert launcher_argv(good, tmp_path) == ["--method", "fb", "--profile", "paper", "--data", "visa", "--data-root",
+                                             str(tmp_path / "visa"), "--aux-root", str(tmp_path / "mvtec"), "--"]
+    assert check_entry(good, tmp_path).status == "ok"
+    bad = Entry("bad", "", "make train", "train", {**base, "ARGS": "--model.init_args.no_such_option=1"})
+    outcome = check_entry(bad, tmp_path)
+    assert (outcome.status, outcome.note) == ("FAILED", "config rejected (exit 2)")
