@@ -52,6 +52,10 @@ def test_render_and_markers():
     assert len(table.splitlines()) == 2 + len(entries)
     with pytest.raises(RunbookError, match="marker"):
         doc_with_table("no markers here", entries)
+    from src.rehearse.plan import Entry
+
+    piped = Entry("p", "a table", "make ablate TABLE=a|b", "ablate", {"TABLE": "a|b"})
+    assert render_table([piped]).splitlines()[2] == "| a table | `make ablate TABLE=a\\|b` |"  # a cell, not a column
 
 
 def test_make_command_points_data_at_standins_and_appends_limits(tmp_path):
