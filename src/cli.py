@@ -2,14 +2,18 @@
 
 Models and the DataModule are configured in subclass mode, so overrides read
 ``--model.init_args.mpfa_kernel=1`` and ``--data.init_args.root=...``. The model's
-``image_size`` is linked to the DataModule's, so one override sets both.
+``image_size`` is linked to the DataModule's, so one override sets both; a different value given
+to the DataModule's (a linked target) is an error, never silently dropped (:mod:`src.links`).
 """
 
 from __future__ import annotations
 
+import sys
+
 from lightning.pytorch.cli import LightningCLI
 
 from datamodules.datamodule import AnomalyDataModule
+from src.links import LINKS, check_link_targets
 from src.module import AnomalyModule
 
 
@@ -17,7 +21,19 @@ class SuiteCLI(LightningCLI):
     """LightningCLI with the suite's base classes and argument links."""
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001 - jsonargparse's parser type
-        parser.link_arguments("model.init_args.image_size", "data.init_args.image_size", apply_on="parse")
+        for source, target in LINKS:
+            parser.link_arguments(source, target, apply_on="parse")
+
+    def parse_arguments(self, parser, args) -> None:  # noqa: ANN001 - LightningCLI's signature
+        """Parse, then refuse a value given to a linked target (the link would drop it silently)."""
+        super().parse_arguments(parser, args)
+        if isinstance(args, dict) or hasattr(args, "as_dict"):
+            return
+        argv = list(sys.argv[1:] if args is None else args)
+        subcommand = self.config.get("subcommand")
+        message = check_link_targets(argv, self.config[subcommand] if subcommand else self.config)
+        if message:
+            parser.error(message)
 
 
 def build_cli(args: list[str] | None = None, run: bool = True, cli_class: type[SuiteCLI] = SuiteCLI) -> SuiteCLI:

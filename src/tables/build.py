@@ -3,7 +3,10 @@
 Numbers are x100 with one decimal; ``mean ± std`` (sample std) where several seeds ran. The
 published number sits beside ours. A difference column (``Δ``, ours minus published) appears only
 when some row ran on real pretrained weights, in the paper profile, on the paper's dataset; a
-row on random weights is labelled ``random-init`` and never differenced.
+row on random weights is labelled ``random-init`` and never differenced. The published row beside
+ours is that of the dataset the rows ran on (VisA for a ``DATA=visa`` run) when the paper has one.
+AUPRO is differenced only against a published AUPRO computed the same way (the exact integral
+versus the 200-threshold approximation); otherwise a note says why its Δ is empty.
 
 Public API: ``Table``, ``ablation_table``, ``compare_table``, ``METRIC_NAMES``, ``DOMAINS``.
 """
@@ -75,11 +78,37 @@ def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None
     return mean, std, f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def comparable(record: RunRecord, dataset: str) -> bool:
-    """May this run be differenced against a published number on ``dataset``?"""
+def comparable(record: RunRecord, dataset: str, metric: str = "", published_variant: str = "unknown") -> bool:
+    """May this run's ``metric`` be differenced against a published number on ``dataset``?
+
+    AUPRO only against a published AUPRO computed the same way (``Reference.aupro_variant``).
+    """
     meta = record.meta
+    if metric == "pixel_aupro" and meta.get("aupro_variant") != published_variant:
+        return False
     return (not record.random_init and meta.get("profile") == "paper" and bool(meta.get("pretrained", True))
             and meta.get("dataset") == dataset)
+
+
+def shown_dataset(paper_dataset: str, reference: Reference, records: Sequence[RunRecord]) -> str:
+    """The dataset whose published row sits beside ours: the one the rows ran on, when published."""
+    ran = {str(r.meta.get("dataset")) for r in records if r.meta.get("dataset")}
+    published = {d for (_, d, _, _) in reference}
+    return ran.pop() if len(ran) == 1 and ran <= published else paper_dataset
+
+
+def aupro_note(records: Sequence[RunRecord], published_variant: str, metrics: Sequence[str]) -> list[str]:
+    """Say so when our AUPRO and the published one are computed differently (never differenced then)."""
+    ours = sorted({str(r.meta.get("aupro_variant", "exact")) for r in records})
+    if "pixel_aupro" not in metrics or not records or ours == [published_variant]:
+        return []
+    how = {"anomalyclip": "the 200-threshold approximation of AnomalyCLIP/FB-CLIP", "exact": "the exact AUPRO",
+           "unknown": "of unknown computation"}
+    return [f"P-AUPRO: ours is {', '.join(ours)} ({how.get(ours[0], ours[0])}), the published one "
+            f"{how.get(published_variant, published_variant)}; not differenced. Rerun with "
+            f"--trainer.callbacks.init_args.aupro_variant={published_variant} to compare like with like."
+            if published_variant != "unknown" else
+            f"P-AUPRO: ours is {', '.join(ours)}, the published one {how['unknown']}; not differenced."]
 
 
 def _lookup(reference: Reference, row: str, dataset: str, k: int | None, category: str = "") -> dict[str, float]:
@@ -94,7 +123,10 @@ def ablation_table(spec: AblationSpec, runs: Mapping[tuple[str, int | None], lis
     lines: list[tuple[str, int | None, list[RunRecord]]] = [
         (row.name, k, list(runs.get((row.name, k), []))) for k in spec.ks for row in spec.rows
     ]
-    differenced = any(recs and all(comparable(r, spec.paper_dataset) for r in recs) for _, _, recs in lines)
+    every = [r for _, _, recs in lines for r in recs]
+    dataset = shown_dataset(spec.paper_dataset, reference, every)
+    variant = getattr(reference, "aupro_variant", "unknown")
+    differenced = any(recs and all(comparable(r, dataset) for r in recs) for _, _, recs in lines)
     header = ["row", *spec.label_columns, *(["k"] if spec.ks != [None] else [])]
     for metric in spec.metrics:
         name = METRIC_NAMES[metric]
@@ -104,18 +136,18 @@ def ablation_table(spec: AblationSpec, runs: Mapping[tuple[str, int | None], lis
     for name, k, records in lines:
         row = spec.row(name)
         cells = [name, *(row.labels.get(c, "") for c in spec.label_columns), *([str(k)] if spec.ks != [None] else [])]
-        published = _lookup(reference, name, spec.paper_dataset, k)
-        may_diff = bool(records) and all(comparable(r, spec.paper_dataset) for r in records)
+        published = _lookup(reference, name, dataset, k)
         for metric in spec.metrics:
             mean, _, text = mean_std([r.results.get("mean", {}).get(metric) for r in records])
             paper = published.get(metric)
             cells += [text if records else "not run", pct(paper)]
             if differenced:
+                may_diff = bool(records) and all(comparable(r, dataset, metric, variant) for r in records)
                 ok = may_diff and mean is not None and paper is not None
                 cells.append(f"{100 * (mean - paper):+.1f}" if ok else "")
         cells += [",".join(str(r.seed) for r in records if r.seed is not None), _weights(records)]
         rows.append(cells)
-    notes = _notes(spec.paper_dataset, [r for _, _, recs in lines for r in recs], differenced)
+    notes = _notes(dataset, every, differenced) + (aupro_note(every, variant, spec.metrics) if differenced else [])
     return Table(spec.title, header, rows, notes)
 
 
@@ -196,12 +228,15 @@ def compare_table(title: str, results: Mapping[str, Mapping[str, RunRecord]],
         diff = [dataset, "Δ ours − published"]
         has_diff = False
         for method in methods:
-            paper = _lookup(references.get(method, {}), method, dataset, k)
+            reference = references.get(method, {})
+            paper = _lookup(reference, method, dataset, k)
             record = results.get(dataset, {}).get(method)
+            variant = getattr(reference, "aupro_variant", "unknown")
             for metric in COMPARE_METRICS:
                 cells.append(pct(paper.get(metric)))
                 ours = means.get(dataset, {}).get(method, {}).get(metric)
-                if record is not None and comparable(record, dataset) and ours is not None and metric in paper:
+                if (record is not None and comparable(record, dataset, metric, variant) and ours is not None
+                        and metric in paper):
                     diff.append(f"{100 * (ours - paper[metric]):+.1f}")
                     has_diff = True
                 else:
@@ -212,6 +247,10 @@ def compare_table(title: str, results: Mapping[str, Mapping[str, RunRecord]],
             any_diff = True
     records = [r for per in results.values() for r in per.values()]
     notes = _notes("", records, any_diff)
+    for method in methods if any_diff else []:
+        mine = [per[method] for per in results.values() if method in per]
+        notes += [f"{method}: {n}" for n in aupro_note(mine, getattr(references.get(method, {}), "aupro_variant",
+                                                                      "unknown"), COMPARE_METRICS)]
     return Table(title, header, rows, notes)
 
 

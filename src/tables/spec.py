@@ -20,6 +20,8 @@ and a ``k`` column after the labels.
 Published numbers, ``experiments/reference/<method>/<table>.csv`` (``main.csv`` for the comparison
 table): header ``row,dataset[,k][,category],<metric>,...`` in percent, an empty cell where the
 paper gives nothing. A k sweep is keyed either by a ``k`` column or by rows named ``<row>@k<k>``.
+A file with ``pixel_aupro`` says how the paper computed it in a line ``# pixel_aupro_variant: anomalyclip``
+(the 200-threshold approximation) or ``exact``.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from src.metrics.accumulator import METRICS
+from src.metrics.accumulator import AUPRO_VARIANTS, METRICS
 
 REPO = Path(__file__).resolve().parents[2]
 EXPERIMENTS = REPO / "experiments"
@@ -157,15 +159,31 @@ def protocol_overrides(protocol: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------- published numbers
-Reference = dict[tuple[str, str, int | None, str], dict[str, float]]
-"""``(row, dataset, k, category) -> {metric: value in [0, 1]}``; category ``""`` = dataset mean."""
+class Reference(dict[tuple[str, str, int | None, str], dict[str, float]]):
+    """``(row, dataset, k, category) -> {metric: value in [0, 1]}``; category ``""`` = dataset mean.
+
+    ``aupro_variant``: how the published ``pixel_aupro`` was computed, from the CSV's directive line
+    ``# pixel_aupro_variant: anomalyclip`` (the 200-threshold code of AnomalyCLIP/FB-CLIP) or
+    ``exact``; ``unknown`` without one. Ours is differenced only against the same variant.
+    """
+
+    aupro_variant: str = "unknown"
+
+
+_VARIANT_DIRECTIVE = "# pixel_aupro_variant:"
 
 
 def load_reference(path: Path) -> Reference:
     """Read a reference CSV; a missing file is an empty reference (nothing published)."""
+    out = Reference()
     if not path.is_file():
-        return {}
-    out: Reference = {}
+        return out
+    for line in path.read_text().splitlines():
+        if line.startswith(_VARIANT_DIRECTIVE):
+            variant = line[len(_VARIANT_DIRECTIVE):].strip()
+            if variant not in (*AUPRO_VARIANTS, "unknown"):
+                raise SpecError(f"{path}: pixel_aupro_variant {variant!r} is not one of {[*AUPRO_VARIANTS, 'unknown']}")
+            out.aupro_variant = variant
     with path.open(newline="") as handle:
         reader = csv.DictReader(line for line in handle if line.strip() and not line.startswith("#"))
         if not reader.fieldnames or "row" not in reader.fieldnames or "dataset" not in reader.fieldnames:

@@ -34,6 +34,7 @@ from torch import nn
 
 from src.backbone.clip import BlockHook
 from src.backbone.rehearsal import rehearsal_active
+from src.seeding import module_seed
 
 SOURCES = ("wide_resnet50_2", "resnet18", "clip_global")
 INSERT_MODES = ("append", "overwrite")
@@ -221,8 +222,11 @@ class SelfPrompting(nn.Module):
             raise ValueError("SelfPrompting needs P_v or P_l; with neither, SP is off (use_sp=false).")
         self.width = width
         self.num_prompts = num_prompts
-        self.pv = nn.ModuleList(nn.Linear(source_dim, width) for _ in range(num_prompts)) if use_pv else None
-        self.pl = nn.Parameter(torch.randn(num_prompts, width) * 0.02) if use_pl else None
+        # Own seeds: the PV/PL rows of the SP ablation share the start of the part they keep.
+        with module_seed("afr.sp.pv"):
+            self.pv = nn.ModuleList(nn.Linear(source_dim, width) for _ in range(num_prompts)) if use_pv else None
+        with module_seed("afr.sp.pl"):
+            self.pl = nn.Parameter(torch.randn(num_prompts, width) * 0.02) if use_pl else None
 
     def forward(self, source: torch.Tensor | None, batch_size: int) -> torch.Tensor:
         """Prompt tokens ``P~_v = P_v + P_l``.

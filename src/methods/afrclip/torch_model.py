@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.backbone.clip import CLIPBackbone
+from src.seeding import module_seed
 
 from .adapters import StageAdapters, TextAdapter
 from .cmfr import CMFR
@@ -131,17 +132,24 @@ class AFRCLIPModel(nn.Module):
             self.plan = prompt_plan(self.layers, [int(s) for s in sp_stages], sp_insert,
                                     self.backbone.num_layers, sp_drop_after_last_stage)
             if sp_use_pv and source_dim is not None:
-                self.sp_cnn = CNNFeatures(sp_source, sp_cnn_pretrained)
-            self.sp = SelfPrompting(width, sp_num_prompts, source_dim or dim, sp_use_pv, sp_use_pl)
+                with module_seed("afr.sp_cnn"):
+                    self.sp_cnn = CNNFeatures(sp_source, sp_cnn_pretrained)
+            with module_seed("afr.sp"):
+                self.sp = SelfPrompting(width, sp_num_prompts, source_dim or dim, sp_use_pv, sp_use_pl)
 
-        # --- adapters, MPFA, CMFR
-        self.stage_adapters = StageAdapters(len(self.layers), width, dim)
-        self.text_adapter = TextAdapter(dim)
-        self.mpfa = MPFA(mpfa_kernel, self.backbone.grid_size)
+        # --- adapters, MPFA, CMFR. Each block starts from its own seed (run seed, name), so an
+        # ablation switch above does not change the starting weights of what follows.
+        with module_seed("afr.stage_adapters"):
+            self.stage_adapters = StageAdapters(len(self.layers), width, dim)
+        with module_seed("afr.text_adapter"):
+            self.text_adapter = TextAdapter(dim)
+        with module_seed("afr.mpfa"):
+            self.mpfa = MPFA(mpfa_kernel, self.backbone.grid_size)
         self.cmfr: nn.ModuleList | None = None
         if use_cmfr:
             count = len(self.layers) if cmfr_per_stage else 1
-            self.cmfr = nn.ModuleList(CMFR(dim, gate=cmfr_gate) for _ in range(count))
+            with module_seed("afr.cmfr"):
+                self.cmfr = nn.ModuleList(CMFR(dim, gate=cmfr_gate) for _ in range(count))
 
         # Frozen CLIP text features per category: (3, D) rows normal / abnormal / stateless.
         self._text_cache: dict[str, torch.Tensor] = {}

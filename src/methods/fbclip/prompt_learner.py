@@ -15,6 +15,8 @@ import warnings
 import torch
 from torch import nn
 
+from src.seeding import module_seed
+
 #: The released templates (``prompt_ensemble.py``) and the paper's wording ([V] object / [W] damaged object).
 WORDINGS: dict[str, tuple[str, str]] = {
     "released": ("object without defect.", "object with defect."),
@@ -65,10 +67,11 @@ class PromptLearner(nn.Module):
         self.wording = wording
         self.ctx_normal = nn.Parameter(torch.empty(n_ctx, width).normal_(std=0.02))
         self.ctx_abnormal = nn.Parameter(torch.empty(n_ctx, width).normal_(std=0.02))
-        self.deep_prompts = nn.ParameterList(
-            nn.Parameter(torch.empty(deep_prompt_length, width).normal_(std=0.02))
-            for _ in range(max(deep_prompt_depth - 1, 0))
-        )
+        with module_seed("fb.prompt.deep"):  # n_ctx does not shift the deep prompts' start, nor they the rest
+            self.deep_prompts = nn.ParameterList(
+                nn.Parameter(torch.empty(deep_prompt_length, width).normal_(std=0.02))
+                for _ in range(max(deep_prompt_depth - 1, 0))
+            )
 
         prefix = " ".join(["X"] * n_ctx)
         texts = [f"{prefix} {words}" for words in WORDINGS[wording]]

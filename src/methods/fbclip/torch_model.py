@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from src.backbone import CLIPBackbone
+from src.seeding import module_seed
 
 from .background import BANKS, CANDIDATES, background_bank, background_prototype, subtract_background
 from .fb_attention import FBAttention
@@ -142,9 +143,14 @@ class FBCLIPModel(nn.Module):
         self.scr_args = {"tau": scr_tau, "margin": scr_margin, "weight": scr_weight,
                          "w_entropy": scr_w_entropy, "w_margin": scr_w_margin}
 
-        self.prompt = PromptLearner(backbone, n_ctx, prompt_wording, deep_prompt_depth)
-        self.text_fusion = TextFusion(backbone.text_width, backbone.embed_dim, text_strategies)
-        self.fb_attention = FBAttention(backbone.width, heads, head_dim)
+        # Each block starts from its own seed (run seed, name): switching one (deep prompts, a text
+        # strategy) leaves the starting weights of the others unchanged.
+        with module_seed("fb.prompt"):
+            self.prompt = PromptLearner(backbone, n_ctx, prompt_wording, deep_prompt_depth)
+        with module_seed("fb.text_fusion"):
+            self.text_fusion = TextFusion(backbone.text_width, backbone.embed_dim, text_strategies)
+        with module_seed("fb.fb_attention"):
+            self.fb_attention = FBAttention(backbone.width, heads, head_dim)
         if not fb_attention:
             self.fb_attention.requires_grad_(False)
         # Softmax layer weights; the release has one entry more than it has layers (unused, but

@@ -3,7 +3,8 @@
 One model per category: at ``on_fit_start`` (before the first optimiser step) the model takes the
 datamodule's single selected category, embeds its prompts and computes the prototypes from
 exactly the k logged shots (``datamodule.reference_batch``). Both are buffers saved in the
-checkpoint, so a test run from a checkpoint needs no shots.
+checkpoint, so a test run from a checkpoint needs no shots, and a resumed fit keeps them (they are
+never rebuilt from trained weights).
 """
 
 from __future__ import annotations
@@ -147,7 +148,24 @@ class VTFusion(AnomalyModule):
         self.model.set_prototypes(shots)
 
     def on_fit_start(self) -> None:
+        """Prepare the category, unless the prototypes were restored from a checkpoint.
+
+        Prototypes and ``m_v`` are built once, from the weights before the first optimiser step.
+        A resumed fit (``RESUME=``) restores them with the checkpoint's buffers; rebuilding them
+        here would use the trained weights and change the model being resumed.
+        """
+        if bool(self.model.prepared.all()):
+            self._check_restored_category(self.trainer.datamodule)
+            return
         self.prepare_category(self.trainer.datamodule)
+
+    def _check_restored_category(self, datamodule: Any) -> None:
+        selected = list(getattr(datamodule, "categories", None) or [])
+        if self.category is not None and selected and selected != [self.category]:
+            raise ValueError(
+                f"the checkpoint's VTFusion prototypes belong to category {self.category!r} but the datamodule "
+                f"selects {selected}; resume with data.init_args.categories=[{self.category}]"
+            )
 
     # ------------------------------------------------------------------ forward and losses
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:

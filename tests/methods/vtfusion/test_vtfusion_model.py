@@ -240,3 +240,31 @@ def test_heads_at_paper_size() -> None:
     fused = fusion(vision, text)
     out = SegmentationNet(3, 128).eval()(torch.cat([vision, text, fused], 1), (240, 240))
     assert out.shape == (1, 1, 240, 240)
+
+
+def test_resumed_fit_keeps_the_checkpoint_prototypes_and_m_v() -> None:
+    """Prototypes/m_v come from the initial weights; a resume (trained weights) must not rebuild them."""
+    module, dm = prepared()
+    before = (module.model.prototypes.clone(), module.model.vision_scale.clone())
+    with torch.no_grad():  # stands in for training: every trainable weight moves
+        for p in module.parameters():
+            if p.requires_grad:
+                p.add_(0.05 * torch.randn_like(p))
+    rebuilt_from_trained = prepared()[0]
+    rebuilt_from_trained.load_state_dict(module.state_dict())
+    rebuilt_from_trained.prepare_category(dm)
+    assert (rebuilt_from_trained.model.prototypes - before[0]).abs().max() > 1e-3  # what a rebuild would do
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    torch.manual_seed(0)
+    fresh = VTFusion(**tiny_kwargs())
+    fresh.on_load_checkpoint(checkpoint)
+    fresh.load_state_dict(checkpoint["state_dict"])
+    fresh._trainer = SimpleNamespace(datamodule=dm)
+    fresh.on_fit_start()
+    assert torch.equal(fresh.model.prototypes, before[0]) and torch.equal(fresh.model.vision_scale, before[1])
+    assert dm.requested == ["metal_nut", "metal_nut"]  # prepared() and the rebuild above; not the resume
+    other = StubDataModule(dm.shots, category="screw")
+    fresh._trainer = SimpleNamespace(datamodule=other)
+    with pytest.raises(ValueError, match="belong to category 'metal_nut' but the datamodule selects \\['screw'\\]"):
+        fresh.on_fit_start()
