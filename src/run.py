@@ -32,16 +32,7 @@ import yaml
 from datamodules.protocols import default_aux_dataset
 from src.faults import FaultInjection
 from src.pairing import PairingError, preset_file, resolve_aux
-from src.runs import (
-    RUN_DIR_ENV,
-    RUNS_ROOT_ENV,
-    atomic_write_json,
-    atomic_write_text,
-    git_sha,
-    is_rank_zero,
-    new_run_dir,
-    read_json,
-)
+from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
 from src.runs import versions as package_versions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,6 +40,7 @@ EXPERIMENTS = REPO / "experiments"
 METHODS = ("clip", "afr", "fb", "vtfusion")
 PROFILES = ("quick", "paper")
 DATA = ("builtin", "builtin-A", "builtin-B", "mvtec", "visa", "folder")
+RUNS_ROOT_ENV = "ADSUITE_RUNS_ROOT"  # default parent of run directories (make rehearse keeps its runs apart)
 METRIC_KEYS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
 
 

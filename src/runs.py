@@ -18,7 +18,6 @@ from typing import Any
 from src.metrics.io import atomic_write_text
 
 RUN_DIR_ENV = "ADSUITE_RUN_DIR"
-RUNS_ROOT_ENV = "ADSUITE_RUNS_ROOT"  # default parent of run directories (make rehearse keeps its runs apart)
 __all__ = ["atomic_write_json", "atomic_write_text", "new_run_dir", "read_json"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.,=+-]+")

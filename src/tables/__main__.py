@@ -7,7 +7,7 @@ import os
 import sys
 from pathlib import Path
 
-from src.runs import RUNS_ROOT_ENV
+from src.run import RUNS_ROOT_ENV
 from src.tables.launch import RunFailedError, ablate, compare, rebuild
 from src.tables.spec import REPO, SpecError
 

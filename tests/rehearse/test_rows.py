@@ -32,3 +32,14 @@ def test_only_named_rows_run(tmp_path, monkeypatch):
     monkeypatch.setattr(launch, "_obtain", fake)
     _, failures = launch.ablate("afr", "mpfa_m", runs_root=tmp_path, rows=["m1"], log=False)
     assert ran == ["m1"] and len(failures) == 1
+
+
+def test_runs_root_default_follows_the_environment(monkeypatch, tmp_path):
+    from src import run as launcher
+
+    monkeypatch.setenv(launcher.RUNS_ROOT_ENV, str(tmp_path))
+    assert launcher.parse_args(["--method", "clip"]).runs_root == str(tmp_path)
+    assert parse_args(["table"]).runs_root == str(tmp_path)
+    assert launcher.parse_args(["--method", "clip", "--runs-root", "x"]).runs_root == "x"  # the option still wins
+    monkeypatch.delenv(launcher.RUNS_ROOT_ENV)
+    assert launcher.parse_args(["--method", "clip"]).runs_root == str(launcher.REPO / "runs")
