@@ -52,11 +52,13 @@ def select(entries: list[Entry], only: str | None) -> list[Entry]:
 def report(outcomes: list[Outcome], wall: float) -> str:
     """The closing table: one line per command with status and seconds, then the total."""
     width = max([len(o.name) for o in outcomes] + [7])
-    lines = [f"{'command':<{width}}  {'status':<6}  {'seconds':>8}  note", "-" * (width + 30)]
+    lines = [f"{'command':<{width}}  {'status':<6}  {'seconds':>8}  {'cpu s':>8}  note", "-" * (width + 40)]
     for o in outcomes:
-        lines.append(f"{o.name:<{width}}  {o.status:<6}  {o.seconds:8.1f}  {o.note}")
+        lines.append(f"{o.name:<{width}}  {o.status:<6}  {o.seconds:8.1f}  {o.cpu_seconds:8.1f}  {o.note}")
     failed = sum(o.status != "ok" for o in outcomes)
-    lines.append(f"{len(outcomes) - failed} ok, {failed} failed; total wall time {wall:.1f} s ({wall / 60:.1f} min)")
+    cpu = sum(o.cpu_seconds for o in outcomes)
+    lines.append(f"{len(outcomes) - failed} ok, {failed} failed; total wall time {wall:.1f} s ({wall / 60:.1f} min), "
+                 f"CPU time of the commands {cpu:.1f} s")
     return "\n".join(lines)
 
 

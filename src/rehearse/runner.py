@@ -14,6 +14,7 @@ Public API: ``SHRINK``, ``Outcome``, ``make_command``, ``check_rows``, ``run_ent
 from __future__ import annotations
 
 import os
+import resource
 import shlex
 import subprocess
 import time
@@ -38,6 +39,7 @@ class Outcome:
     seconds: float
     note: str
     log: Path
+    cpu_seconds: float = 0.0  # user + system time of the commands (load-independent, unlike seconds)
 
 
 def make_command(entry: Entry, standins: Path, extra: dict[str, str] | None = None,
@@ -115,6 +117,11 @@ def check_entry(entry: Entry, standins: Path) -> Outcome:
     return Outcome(entry.name, "ok", time.time() - started, note, Path())
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _run(argv: list[str], env: dict[str, str], log: Path) -> int:
     with log.open("a") as handle:
         handle.write(f"$ {shlex.join(argv)}\n")
@@ -140,6 +147,15 @@ def run_entry(entry: Entry, standins: Path, workdir: Path, extra_args: Sequence[
     log.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ADSUITE_REHEARSAL": "1", "ADSUITE_RUNS_ROOT": str(runs_root), "WANDB_MODE": "offline",
            "WANDB_SILENT": "true", "PYTHONUNBUFFERED": "1"}
+    cpu = _children_cpu()
+    outcome = _run_entry(entry, standins, workdir, extra_args, log, env)
+    outcome.cpu_seconds = _children_cpu() - cpu
+    return outcome
+
+
+def _run_entry(entry: Entry, standins: Path, workdir: Path, extra_args: Sequence[str], log: Path,
+               env: dict[str, str]) -> Outcome:
+    runs_root = workdir / "runs"
     started = time.time()
     steps = RESUME_STEPS if entry.resume else 1
     note = SHRINK_NOTE.format(steps=steps) + (f"; also {' '.join(extra_args)}" if extra_args else "")

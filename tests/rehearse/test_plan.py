@@ -75,9 +75,10 @@ def test_select_and_report():
     assert [e.name for e in select(entries, "fb-*-to-*")] == ["fb-visa-to-mvtec", "fb-mvtec-to-visa"]
     with pytest.raises(RunbookError, match="match no entry"):
         select(entries, "nope")
-    text = report([Outcome("a", "ok", 1.25, "n", Path("l")), Outcome("bb", "FAILED", 2.0, "why", Path("l"))], 63.0)
-    assert "bb       FAILED       2.0  why" in text
-    assert text.splitlines()[-1] == "1 ok, 1 failed; total wall time 63.0 s (1.1 min)"
+    text = report([Outcome("a", "ok", 1.25, "n", Path("l"), 0.5), Outcome("bb", "FAILED", 2.0, "why", Path("l"), 4.0)],
+                  63.0)
+    assert "bb       FAILED       2.0       4.0  why" in text
+    assert text.splitlines()[-1] == "1 ok, 1 failed; total wall time 63.0 s (1.1 min), CPU time of the commands 4.5 s"
 
 
 @pytest.mark.parametrize("name", sorted(TWINS))
