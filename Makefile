@@ -15,7 +15,7 @@ TRAIN_OPTS = $(if $(METHOD),--method "$(METHOD)") $(if $(RESUME),,--profile "$(P
 	$(if $(DEVICES),--devices "$(DEVICES)") $(if $(K),--k "$(K)") $(if $(SEED),--seed "$(SEED)") \
 	$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(RESUME),--resume "$(RESUME)")
 
-.PHONY: install train test test-fast lint ablate table compare bench bench-metrics mutate clean-venv
+.PHONY: install train test test-fast lint ablate table compare bench bench-metrics mutate rehearse clean-venv
 
 $(STAMP): requirements.txt
 	@echo "Creating $(VENV) and installing requirements (first use only)..."
@@ -43,10 +43,10 @@ lint: $(STAMP)
 	$(PY) -m ruff check src datamodules tests
 
 ablate: $(STAMP)
-	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "usage: make ablate METHOD=<m> TABLE=<name> [PROFILE=] [SEEDS=] [DATA= DATA_ROOT= AUX= AUX_ROOT=]"; exit 2; }
+	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "usage: make ablate METHOD=<m> TABLE=<name> [PROFILE=] [SEEDS=] [DATA= DATA_ROOT= AUX= AUX_ROOT=] [ROWS=a,b]"; exit 2; }
 	$(PY) -m src.tables ablate --method "$(METHOD)" --table "$(TABLE)" --profile "$(PROFILE)" \
 		$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") \
-		$(if $(AUX),--aux "$(AUX)") $(if $(AUX_ROOT),--aux-root "$(AUX_ROOT)") -- $(ARGS)
+		$(if $(AUX),--aux "$(AUX)") $(if $(AUX_ROOT),--aux-root "$(AUX_ROOT)") $(if $(ROWS),--rows "$(ROWS)") -- $(ARGS)
 
 table: $(STAMP)
 	$(PY) -m src.tables table $(if $(METHOD),--method "$(METHOD)") $(if $(TABLE),--table "$(TABLE)")
@@ -56,6 +56,10 @@ compare: $(STAMP)
 		$(if $(K),--k "$(K)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") \
 		$(if $(AUX),--aux "$(AUX)") $(if $(AUX_ROOT),--aux-root "$(AUX_ROOT)") $(if $(METHODS),--methods "$(METHODS)") \
 		-- $(ARGS)
+
+# Every paper command of docs/reproduce.md on stand-in data, width-64 backbones, a few steps (CPU).
+rehearse: $(STAMP)
+	$(PY) -m src.rehearse $(if $(ONLY),--only "$(ONLY)") $(if $(CHECK),--check-only)
 
 bench: $(STAMP)
 	$(PY) -m src.bench $(BENCH_ARGS)

@@ -50,6 +50,7 @@ METHODS = ("clip", "afr", "fb", "vtfusion")
 PROFILES = ("quick", "paper")
 DATA = ("builtin", "builtin-A", "builtin-B", "mvtec", "visa", "folder")
 SPILL_DIR = "spill"
+RUNS_ROOT_ENV = "ADSUITE_RUNS_ROOT"  # default parent of run directories (make rehearse keeps its runs apart)
 METRIC_KEYS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
 
 
@@ -69,7 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each plus summary.json")
     parser.add_argument("--resume", default=None, help="run directory of an interrupted run to continue")
     parser.add_argument("--suffix", default=None, help="extra text at the end of the run directory name")
-    parser.add_argument("--runs-root", default=str(REPO / "runs"), help="parent folder of run directories")
+    parser.add_argument("--runs-root", default=os.environ.get(RUNS_ROOT_ENV) or str(REPO / "runs"),
+                        help=f"parent folder of run directories (default ${RUNS_ROOT_ENV} or runs/)")
     parser.add_argument("--ablation-table", default="", help=argparse.SUPPRESS)
     parser.add_argument("--ablation-row", default="", help=argparse.SUPPRESS)
     parser.add_argument("overrides", nargs="*", help="LightningCLI overrides, e.g. --model.init_args.mpfa_kernel=1")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .rehearsal import rehearsal_twin
 from .weights import DEFAULT_TAGS, openai_weights, resolve_checkpoint
 
 CONFIG_DIR = Path(__file__).parent / "configs"
@@ -116,9 +117,13 @@ class CLIPBackbone(nn.Module):
             raise ValueError(
                 f"pos_embed_mode must be 'bicubic_once' or 'bilinear_per_forward', got {pos_embed_mode!r}"
             )
-        checkpoint_path = resolve_checkpoint(model_name, pretrained, weights_cache_dir)
-        # Decided before the model is built: an ambiguous checkpoint is refused before heavy work.
+        # The activation follows the requested weights, also when a rehearsal swaps in the twin.
         quick_gelu = quick_gelu_required(model_name, pretrained)
+        self.shrunk_from: str | None = None
+        twin = rehearsal_twin(model_name)
+        if twin is not None and twin != model_name:
+            self.shrunk_from, model_name, pretrained = model_name, twin, "none"
+        checkpoint_path = resolve_checkpoint(model_name, pretrained, weights_cache_dir)
         with _without_open_clip_weight_notice():
             model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
         if checkpoint_path is not None:
@@ -182,6 +187,8 @@ class CLIPBackbone(nn.Module):
             "image_size": self.image_size,
             "pos_embed_mode": self.pos_embed_mode,
             "activation": type(self.visual.transformer.resblocks[0].mlp.gelu).__name__,
+            "shrunk_from": self.shrunk_from,
+            "width": self.width,
         }
 
     # ------------------------------------------------------------------ vision

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
+from src.run import RUNS_ROOT_ENV
 from src.tables.launch import RunFailedError, ablate, compare, rebuild
 from src.tables.records import PartialRunError
 from src.tables.spec import REPO, SpecError
@@ -26,7 +28,8 @@ def _split(text: str | None) -> list[str]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m src.tables", description=__doc__)
-    parser.add_argument("--runs-root", default=str(REPO / "runs"), help="parent folder of run directories")
+    parser.add_argument("--runs-root", default=os.environ.get(RUNS_ROOT_ENV) or str(REPO / "runs"),
+                        help=f"parent folder of run directories (default ${RUNS_ROOT_ENV} or runs/)")
     parser.add_argument("--no-wandb", action="store_true", help="do not log the table to W&B")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -39,6 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ab.add_argument("--data-root", default=None)
     ab.add_argument("--aux", default=None, help="auxiliary training dataset (default: the method's pairing)")
     ab.add_argument("--aux-root", default=None, help="folder of the auxiliary dataset")
+    ab.add_argument("--rows", default=None, help="comma-separated rows to run (default: all)")
 
     tb = sub.add_parser("table", help="rebuild ablation tables from run directories alone")
     tb.add_argument("--method", default=None)
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "ablate":
             _, failures = ablate(args.method, args.table, args.profile, _seeds(args.seeds), args.data, args.data_root,
-                                 runs_root, args.overrides, log=not args.no_wandb, aux=args.aux, aux_root=args.aux_root)
+                                 runs_root, args.overrides, log=not args.no_wandb, aux=args.aux, aux_root=args.aux_root,
+                                 rows=_split(args.rows) or None)
         elif args.command == "table":
             rebuild(args.method, args.table, runs_root, log=not args.no_wandb)
         else:

@@ -97,19 +97,25 @@ def data_options(data: str | None, data_root: str | None, aux: str | None, aux_r
 def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int] | None = None,
            data: str | None = None, data_root: str | None = None, runs_root: Path = REPO / "runs",
            overrides: Sequence[str] = (), log: bool = True, aux: str | None = None,
-           aux_root: str | None = None) -> tuple[Table, list[str]]:
+           aux_root: str | None = None, rows: Sequence[str] | None = None) -> tuple[Table, list[str]]:
     """Run every row (x every k, x every seed) that has no finished run; write and log the table.
 
-    ``aux``/``aux_root`` are the launcher's AUX/AUX_ROOT, the same for every row.
+    ``aux``/``aux_root`` are the launcher's AUX/AUX_ROOT, the same for every row. ``rows`` runs
+    only the named rows (the table then shows the others as missing).
 
     Returns the table and the failures (one message per row that could not run).
     """
     spec = load_ablation(method, table)
+    names = [row.name for row in spec.rows]
+    unknown = [r for r in rows or () if r not in names]
+    if unknown:
+        raise SpecError(f"ROWS={','.join(rows or ())}: {unknown} not rows of {method}/{table}; "
+                        f"valid: {', '.join(names)}")
     records = scan_runs(runs_root)
     chosen: dict[tuple[str, int | None], list[RunRecord]] = {}
     failures: list[str] = []
     for k in spec.ks:
-        for row in spec.rows:
+        for row in [r for r in spec.rows if not rows or r.name in rows]:
             for seed in seeds or [None]:
                 argv = ["--method", method, "--profile", profile, "--runs-root", str(runs_root),
                         "--ablation-table", table, "--ablation-row", row.name]

@@ -24,6 +24,7 @@ Stage ``j`` covers the blocks after tap ``j - 1`` up to tap ``j`` (6j-5..6j for 
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 from torch import nn
 
 from src.backbone.clip import BlockHook
+from src.backbone.rehearsal import rehearsal_active
 from src.seeding import module_seed
 
 SOURCES = ("wide_resnet50_2", "resnet18", "clip_global")
@@ -82,6 +84,9 @@ def resolve_cnn_weights(arch: str, pretrained: str) -> str | None:
     """
     choice = pretrained.strip()
     if choice.lower() == "none":
+        return None
+    if rehearsal_active():  # make rehearse: the CNN keeps its architecture, random weights (labelled)
+        print(f"REHEARSAL: SP CNN {arch} on random weights instead of {pretrained!r}", file=sys.stderr)
         return None
     if choice.lower() in {"imagenet", "auto"}:
         hits = [p for p in _cached_imagenet_files(arch) if p.is_file()]
