@@ -84,8 +84,8 @@ def submit_rows(tasks: list[RowTask], options: ClusterOptions, progress: Progres
     executor = make_executor(options, name=tasks[0].label.split("/")[0].replace(" ", "-") if tasks else "row")
     jobs = executor.map_array(run_row, [t.argv for t in tasks])
     index = {id(job): i for i, job in enumerate(jobs)}
-    progress.bar.write(f"submitted {len(jobs)} job(s) ({options.cluster}): "
-                       f"{', '.join(j.job_id for j in jobs)}; logs in {options.folder}")
+    progress.say(f"submitted {len(jobs)} job(s) ({options.cluster}): {', '.join(j.job_id for j in jobs)}; "
+                 f"logs in {options.folder}")
     out: dict[int, RunRecord | str] = {}
     for job in submitit.helpers.as_completed(jobs, poll_frequency=options.poll_s):
         i = index[id(job)]

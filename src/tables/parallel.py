@@ -88,6 +88,11 @@ class Progress:
         self.total, self.count, self.metric = total, done, metric
         self.bar = tqdm(total=total, initial=done, desc=desc, unit="run", file=sys.stderr, dynamic_ncols=True)
 
+    def say(self, text: str) -> None:
+        """A line above the bar, flushed at once (stdout may be a file or a pipe)."""
+        self.bar.write(text, file=sys.stdout)
+        sys.stdout.flush()
+
     def finished(self, label: str, seconds: float, record: RunRecord | None = None, error: str = "") -> str:
         self.count += 1
         key, name = self.metric
@@ -97,7 +102,7 @@ class Progress:
         else:
             text = f"FAILED: {error}"
         line = f"[{self.count}/{self.total}] {label}  {seconds:.1f} s  {text}"
-        self.bar.write(line, file=sys.stdout)
+        self.say(line)
         self.bar.update(1)
         return line
 
@@ -168,7 +173,7 @@ def _on_slots(tasks: Sequence[RowTask], pending: list[int], slots: Sequence[Slot
                 print(f"\n=== {task.label}", flush=True)
             log = None if serial else log_dir / f"{_slug(task.label)}.log"
             if log is not None:
-                progress.bar.write(f"started {task.label} on {_where(slot)}; log: {log}", file=sys.stdout)
+                progress.say(f"started {task.label} on {_where(slot)}; log: {log}")
             return launch(task, slot, log), time.monotonic() - started
         finally:
             free.put(slot)

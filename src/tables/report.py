@@ -128,9 +128,7 @@ def build_report(data: dict[str, Any]) -> Any:
     """The ``wandb_workspaces.reports.v2.Report`` of a specification (nothing sent yet)."""
     import wandb_workspaces.reports.v2 as wr
 
-    entity = data.get("entity")
-    if not entity:
-        raise SpecError("the report needs a W&B entity: set WANDB_ENTITY (your user or team name)")
+    entity = data.get("entity") or os.environ.get("WANDB_ENTITY") or _default_entity()
     blocks: list[Any] = []
     for block in data["blocks"]:
         blocks.append(wr.H2(block["title"]))
@@ -147,6 +145,16 @@ def build_report(data: dict[str, Any]) -> Any:
     if data.get("published", {}).get("id"):
         report.id = data["published"]["id"]  # update the report made earlier instead of a new one
     return report
+
+
+def _default_entity() -> str:
+    """The key's own user or team (asks the W&B server: only ever called when publishing)."""
+    import wandb
+
+    entity = wandb.Api().default_entity
+    if not entity:
+        raise SpecError("the report needs a W&B entity: set WANDB_ENTITY (your user or team name)")
+    return str(entity)
 
 
 def _panel(wr: Any, panel: dict[str, Any]) -> Any:
