@@ -207,3 +207,39 @@ def test_cli_rejects_bad_scale_options_before_any_run(tmp_path, capsys) -> None:
     assert cli.main([*root, "dashboard", "--table", "layers"]) == 2
     assert "no report specification" in capsys.readouterr().err
     assert not any(tmp_path.glob("*-clip-*"))
+
+
+TINY = ["--model.init_args.backbone=tiny-vit", "--model.init_args.image_size=64",
+        "--data.init_args.categories=[cell]", "--trainer.enable_progress_bar=false"]
+
+
+def test_slurm_launcher_end_to_end_with_submitit_local_executor(builtin_cache, tmp_path, monkeypatch, capsys) -> None:
+    """Real jobs: submitit's local executor runs one job per row, each a real ``python -m src.run``."""
+    from src.tables.cluster import ClusterOptions
+    from src.tables.records import scan_runs, select_rows
+
+    spec = _spec(tmp_path)
+    monkeypatch.setattr(launch, "load_ablation", lambda method, table: spec)
+    monkeypatch.setattr(launch, "reference_path", lambda method, table: tmp_path / "ref.csv")
+    _reference(tmp_path)
+    root = tmp_path / "runs"
+    folder = root / "tables" / "submitit" / "clip-demo"
+    options = ClusterOptions(folder=folder, cluster="local", time_min=30, poll_s=1.0)
+    table, failures = launch.ablate("clip", "demo", runs_root=root, overrides=TINY, log=False, cluster=options)
+    assert failures == []
+    rows = select_rows(scan_runs(root), "clip", "demo")
+    assert sorted(rows) == [("base", None), ("full", None)] and all(len(v) == 1 for v in rows.values())
+    for line, name in zip(table.rows, ("base", "full"), strict=True):
+        result = rows[(name, None)][0].results
+        assert result["meta"]["ablation"] == {"table": "demo", "row": name}
+        assert line[3] == f"{100 * result['mean']['image_auroc']:.1f}"
+        assert line[5] == f"{100 * result['mean']['pixel_auroc']:.1f}"
+    # One job each, with submitit's own logs; the run directories are ordinary ones.
+    jobs = sorted(folder.glob("*_0_log.out"))
+    assert len(jobs) == 2, sorted(p.name for p in folder.iterdir())
+    assert all("run: " in p.read_text() for p in jobs)
+    out = capsys.readouterr().out
+    assert "submitted 2 job(s) (local)" in out and re.search(r"\[\d/2\] clip demo/base \(job \d+\)", out)
+    # Everything finished: a second call submits nothing and gives the same table.
+    again, _ = launch.ablate("clip", "demo", runs_root=root, overrides=TINY, log=False, cluster=options)
+    assert again.rows == table.rows and len(sorted(folder.glob("*_0_log.out"))) == 2

@@ -11,6 +11,7 @@ Public API: ``ClusterOptions``, ``run_row``, ``make_executor``, ``submit_rows``.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,9 +67,11 @@ def make_executor(options: ClusterOptions, name: str) -> Any:
     params: dict[str, Any] = {"name": name, "timeout_min": options.time_min, "nodes": 1, "tasks_per_node": 1}
     if options.cpus_per_job:
         params["cpus_per_task"] = options.cpus_per_job
+    if options.cluster == "local":
+        params["local_setup"] = [f"cd {shlex.quote(str(REPO))}"]  # jobs import src from the repository
     if options.cluster == "slurm":
         params.update(gpus_per_node=options.gpus_per_job, slurm_array_parallelism=options.array_parallelism,
-                      slurm_setup=[f"cd {REPO}"])
+                      slurm_setup=[f"cd {shlex.quote(str(REPO))}"])
         if options.partition:
             params["slurm_partition"] = options.partition
         params.update({f"slurm_{k}": v for k, v in options.slurm_extra.items()})
