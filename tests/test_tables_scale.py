@@ -132,7 +132,8 @@ def test_report_spec_panels_filters_and_runs(tmp_path) -> None:
             ("full", None): [launch._record(_run(root, "f0", "full", 0.95, 0.75, seed=0))]}
     table = launch.ablation_table(spec, runs, _reference(tmp_path))
     data = report.report_spec(spec, table, runs, project="proj", entity="team")
-    assert data["title"] == "clip demo: Demo Table 3: modules" and (data["project"], data["entity"]) == ("proj", "team")
+    assert data["title"] == "clip demo [random-init]: Demo Table 3: modules"
+    assert (data["project"], data["entity"]) == ("proj", "team")
     assert [(r["row"], r["name"], r["seed"]) for r in data["runs"]] == [("base", "b0", 0), ("base", "b1", 1),
                                                                        ("full", "f0", 0)]
     markdown, bars, *grids = data["blocks"]
@@ -207,6 +208,37 @@ def test_cli_rejects_bad_scale_options_before_any_run(tmp_path, capsys) -> None:
     assert cli.main([*root, "dashboard", "--table", "layers"]) == 2
     assert "no report specification" in capsys.readouterr().err
     assert not any(tmp_path.glob("*-clip-*"))
+
+
+def test_report_spec_of_every_shipped_table(tmp_path) -> None:
+    """Every grid under experiments/ablations gives a report: a bar per metric, a figure grid per row."""
+    import wandb_workspaces.reports.v2 as wr
+
+    from src.tables.records import RunRecord
+    from src.tables.spec import available_tables, load_ablation, load_reference, reference_path
+
+    grids = [(m, t) for m, tables in available_tables().items() for t in tables]
+    assert len(grids) >= 11
+    for method, name in grids:
+        spec = load_ablation(method, name)
+        runs = {}
+        for i, (row, k) in enumerate((r.name, k) for k in spec.ks for r in spec.rows):
+            meta = {"method": method, "profile": "quick", "dataset": "builtin-B", "seed": 0, "random_init": True,
+                    "request_hash": f"h{i}", "ablation": {"table": name, "row": row}}
+            results = {"mean": {m: 0.5 + 0.01 * i for m in spec.metrics}, "meta": meta,
+                       "categories": {"cell": {}, "grass": {}}}
+            runs[(row, k)] = [RunRecord(tmp_path / f"{method}-{name}-{i}", results, float(i))]
+        table = launch.ablation_table(spec, runs, load_reference(reference_path(method, name)))
+        data = report.report_spec(spec, table, runs, entity="team")
+        markdown, bars, *figures = data["blocks"]
+        assert markdown["text"] == table.to_markdown(), (method, name)
+        assert [p["metrics"] for p in bars["panels"]] == [[f"test/mean/{m}"] for m in spec.metrics], (method, name)
+        assert [g["title"] for g in figures] == [f"Anomaly maps: {r.name}" for r in spec.rows], (method, name)
+        assert all(g["panels"][0]["media_keys"] == ["test/figures/cell", "test/figures/grass"] for g in figures)
+        assert len(data["runs"]) == len(spec.rows) * len(spec.ks) and f"Metric('Group') = '{name}'" in \
+            bars["runset"]["filters"]
+        built = report.build_report(json.loads(json.dumps(data)))  # what the JSON file gives back, offline
+        assert isinstance(built, wr.Report) and len(built.blocks) == 2 * len(data["blocks"])
 
 
 TINY = ["--model.init_args.backbone=tiny-vit", "--model.init_args.image_size=64",

@@ -79,7 +79,9 @@ def report_spec(spec: AblationSpec, table: Table, runs: Mapping[tuple[str, int |
                                   "groupby": []},
                        "panels": [{"type": "media", "title": f"{row.name}: image | ground truth | map",
                                    "media_keys": [f"test/figures/{c}" for c in categories]}]})
-    return {"format": FORMAT, "title": f"{spec.method} {spec.table}: {spec.title}"[:128],
+    # Random-weight rows say nothing about the method: the title says so before anyone reads a bar.
+    flag = " [random-init]" if any(e["random_init"] for e in listed) else ""
+    return {"format": FORMAT, "title": f"{spec.method} {spec.table}{flag}: {spec.title}"[:128],
             "description": " ".join(table.notes), "project": project or os.environ.get("WANDB_PROJECT",
                                                                                          "clip-ad-suite"),
             "entity": entity or os.environ.get("WANDB_ENTITY") or None, "method": spec.method,
