@@ -48,7 +48,7 @@ lint: $(STAMP)
 	$(PY) -m ruff check src datamodules tests
 
 ablate: $(STAMP)
-	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "usage: make ablate METHOD=<m> TABLE=<name> [PROFILE=] [SEEDS=]"; exit 2; }
+	@test -n "$(METHOD)" -a -n "$(TABLE)" || { echo "usage: make ablate METHOD=<m> TABLE=<name> [PROFILE=] [SEEDS=] [JOBS=N GPUS=0,1] [LAUNCHER=slurm PARTITION=]"; exit 2; }
 	$(PY) -m src.tables $(TABLE_OPTS) ablate --method "$(METHOD)" --table "$(TABLE)" --profile "$(PROFILE)" $(SCALE_OPTS) \
 		$(if $(SEEDS),--seeds "$(SEEDS)") $(if $(DATA),--data "$(DATA)") $(if $(DATA_ROOT),--data-root "$(DATA_ROOT)") -- $(ARGS)
 

@@ -5,8 +5,8 @@ with ``make train`` and the same options. A run is skipped when a finished run (
 of the same request hash exists: the hash is computed with the launcher's own functions, so an
 interrupted table resumes where it stopped and a changed config file reruns its rows.
 
-Public API: ``request_hash_of``, ``run_launcher``, ``ablate``, ``rebuild``, ``compare``,
-``write_table``, ``log_table``.
+Public API: ``request_hash_of``, ``run_launcher``, ``ablate``, ``run_table_rows``, ``rebuild``,
+``compare``, ``write_table``, ``log_table``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from src.logging import figures
 from src.logging.samples import Sample, load_samples, method_figure
 from src.tables.build import METRIC_NAMES, Table, ablation_table, compare_table
-from src.tables.parallel import Progress, RowTask, Slot, plan_slots, run_rows
+from src.tables.parallel import Progress, RowTask, Slot, open_log, plan_slots, run_rows
 from src.tables.records import RunRecord, finished_run, scan_runs, select_rows
 from src.tables.report import write_report_spec
 from src.tables.spec import (
@@ -66,7 +66,7 @@ def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log: Pa
                             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     run_dir = None
     assert proc.stdout is not None
-    sink = _open_log(log, command, env) if log is not None else None
+    sink = open_log(log, command, env) if log is not None else None
     try:
         for line in proc.stdout:
             if sink is None:
@@ -84,17 +84,6 @@ def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log: Pa
         raise RunFailedError(f"`{' '.join(command[1:])}` failed (exit {proc.returncode}); {where}")
     path = Path(run_dir)
     return path if path.is_absolute() else REPO / path
-
-
-def _open_log(log: Path, command: list[str], env: dict[str, str] | None) -> Any:
-    """A row's log, appended to (a rerun keeps the earlier attempt's output above a new header)."""
-    import time
-
-    log.parent.mkdir(parents=True, exist_ok=True)
-    sink = log.open("a")
-    pinned = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-    sink.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {pinned} {' '.join(command[1:])}\n")
-    return sink
 
 
 def _record(run_dir: Path) -> RunRecord:
@@ -123,9 +112,8 @@ def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int]
            cluster: Any = None) -> tuple[Table, list[str]]:
     """Run every row (x every k, x every seed) that has no finished run; write and log the table.
 
-    ``jobs``/``gpus``: rows at once on this machine, each pinned to its share of the devices;
-    ``cluster``: a ``ClusterOptions`` to submit one job per run with submitit instead.
-    Returns the table and the failures (one message per row that could not run).
+    ``jobs``/``gpus``: rows at once here, each pinned to its devices; ``cluster``: ``ClusterOptions``
+    (one submitit job per run). Returns the table and the failures (one message per row not run).
     """
     spec = load_ablation(method, table)
     slots = plan_slots(jobs, gpus)
@@ -163,16 +151,15 @@ def run_table_rows(tasks: list[RowTask], records: list[RunRecord], spec: Ablatio
         extra = {k: v for k, v in (("env", slot.env()), ("log", log_path)) if v}
         return _record(run_launcher(task.argv, **extra))
 
-    submit = None
-    if cluster is not None:
+    def submit(pending: list[RowTask], progress: Progress) -> dict[int, RunRecord | str]:
         from src.tables.cluster import submit_rows
 
-        def submit(pending: list[RowTask], progress: Progress) -> dict[int, RunRecord | str]:
-            return submit_rows(pending, cluster, progress, _record)
+        return submit_rows(pending, cluster, progress, _record)
 
     headline = (spec.metrics[0], METRIC_NAMES[spec.metrics[0]])
     log_dir = runs_root / "tables" / "logs" / f"{spec.method}-{spec.table}"
-    return run_rows(tasks, records, spec.table, slots, launch, request_hash_of, headline, log_dir, submit)
+    return run_rows(tasks, records, spec.table, slots, launch, request_hash_of, headline, log_dir,
+                    submit if cluster is not None else None)
 
 
 def rebuild(method: str | None, table: str | None, runs_root: Path = REPO / "runs", log: bool = False) -> list[Table]:

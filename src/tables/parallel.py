@@ -7,7 +7,7 @@ request hash) go to a ``concurrent.futures`` thread pool of N workers; each work
 (the CPU cores split evenly), so rows never fight over a device or oversubscribe the cores. With
 JOBS>1 a row's output goes to its own log file; with JOBS=1 it is echoed as before.
 
-Public API: ``RowTask``, ``Slot``, ``plan_slots``, ``run_rows``, ``Progress``.
+Public API: ``RowTask``, ``Slot``, ``plan_slots``, ``run_rows``, ``Progress``, ``open_log``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -195,6 +196,15 @@ def _on_slots(tasks: Sequence[RowTask], pending: list[int], slots: Sequence[Slot
                 out[i] = record
                 progress.finished(tasks[i].label, seconds, record)
     return out
+
+
+def open_log(log: Path, command: list[str], env: dict[str, str] | None) -> Any:
+    """A row's log, appended to (a rerun keeps the earlier attempt's output above a new header)."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    sink = log.open("a")
+    pinned = " ".join(f"{k}={v}" for k, v in (env or {}).items())
+    sink.write(f"\n### {time.strftime('%Y-%m-%d %H:%M:%S')} {pinned} {' '.join(command[1:])}\n")
+    return sink
 
 
 def _where(slot: Slot) -> str:
