@@ -47,7 +47,9 @@ def _env(cache: str, **extra: str) -> dict[str, str]:
 
 
 def _metrics(root: Path) -> tuple[list[Path], dict]:
+    """The run directories under ``root`` (there must be exactly one) and its metrics."""
     runs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert len(runs) == 1, f"expected exactly one run directory, got {[p.name for p in runs]}"
     return runs, json.loads((runs[0] / "metrics.json").read_text())
 
 
@@ -78,7 +80,7 @@ def test_two_nodes_of_two_processes_make_one_run_with_the_metrics_of_one_process
 
     one_runs, one = _metrics(single)
     runs, four = _metrics(multi)
-    assert len(one_runs) == 1 and len(runs) == 1, runs  # exactly one run directory for the four processes
+    assert len(one_runs) == 1 and len(runs) == 1  # exactly one run directory for the four processes
     config = yaml.safe_load((runs[0] / "config.yaml").read_text())
     assert config["trainer"]["num_nodes"] == NODES and str(config["trainer"]["devices"]) == str(PER_NODE)
     assert four["meta"]["n_images"] == one["meta"]["n_images"] == 40
