@@ -114,6 +114,9 @@ def validate(args: argparse.Namespace) -> None:
         raise LaunchError(f"DEVICES={args.devices} must be >= 1")
     if getattr(args, "nodes", None) is not None and args.nodes < 1:
         raise LaunchError(f"NODES={args.nodes} must be >= 1 (the number of machines of the run)")
+    if (getattr(args, "nodes", None) or 1) > 1 and not launched_outside():
+        raise LaunchError(f"NODES={args.nodes}: start every process with srun or torchrun (one per device on "
+                          "each machine); see 'One run on several machines' in docs/runs.md")
     if args.seeds:
         try:
             args.seed_list = [int(s) for s in str(args.seeds).split(",") if s.strip()]

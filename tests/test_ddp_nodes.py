@@ -133,3 +133,20 @@ def test_other_ranks_wait_for_rank_zero_and_ignore_an_earlier_launch(monkeypatch
     assert rendezvous._pointer(tmp_path, "run:y") != pointer
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "job2")
     assert rendezvous._pointer(tmp_path, "run:x") != pointer
+
+
+def test_nodes_without_an_outside_launcher_is_refused_before_any_work(monkeypatch, tmp_path, capsys) -> None:
+    from src import run
+
+    for key in ("TORCHELASTIC_RUN_ID", "SLURM_PROCID", "SLURM_NTASKS"):
+        monkeypatch.delenv(key, raising=False)
+    assert run.main(["--method", "clip", "--nodes", "2", "--runs-root", str(tmp_path)]) == 2
+    assert "NODES=2: start every process with srun or torchrun" in capsys.readouterr().err
+    assert run.main(["--method", "clip", "--nodes", "0", "--runs-root", str(tmp_path)]) == 2
+    assert "NODES=0 must be >= 1" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    args = run.parse_args(["--method", "clip", "--devices", "2", "--nodes", "2"])
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    run.validate(args)
+    assert run.launcher_overrides(args, {}, None)[-3:] == ["--trainer.devices=2", "--trainer.num_nodes=2",
+                                                           "--trainer.strategy=ddp"]
