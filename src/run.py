@@ -1,7 +1,7 @@
 """``make train``: compose a run's config, make its directory, fit, test, report.
 
     python -m src.run --method afr [--profile quick|paper] [--data builtin|mvtec|visa|folder]
-        [--data-root PATH] [--aux NAME] [--aux-root PATH] [--devices N] [--k K] [--seed S]
+        [--data-root PATH] [--aux NAME] [--aux-root PATH] [--devices N] [--nodes N] [--k K] [--seed S]
         [--seeds 0,1,2] [--resume RUN_DIR] [--suffix TEXT] [-- LightningCLI overrides ...]
 
 Config layers, later wins: ``experiments/base.yaml``, ``experiments/methods/<m>.yaml`` (the
@@ -41,6 +41,7 @@ from src.launch.preempt import SIGTERM_EXIT, StopOnSigterm, stopped_message
 from src.launch.quiet import LogIntervalCap, quiet_libraries
 from src.launch.wandb_setup import sync_hint
 from src.pairing import PairingError, preset_file, resolve_aux
+from src.rendezvous import launched_outside, shared_dir
 from src.runs import RUN_DIR_ENV, atomic_write_json, atomic_write_text, git_sha, is_rank_zero, new_run_dir, read_json
 from src.runs import versions as package_versions
 
@@ -65,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--aux", default=None, help="auxiliary training dataset (cross-dataset protocol)")
     parser.add_argument("--aux-root", default=None, help="folder of the auxiliary dataset")
     parser.add_argument("--devices", type=int, default=None, help="number of devices (DDP when > 1)")
+    parser.add_argument("--nodes", type=int, default=None, help="number of machines (Lightning num_nodes); "
+                        "every process is started by srun or torchrun")
     parser.add_argument("--k", type=int, default=None, help="k-shot protocol with k shots per category")
     parser.add_argument("--seed", type=int, default=None, help="seed of this run")
     parser.add_argument("--seeds", default=None, help="comma-separated seeds: one run each plus summary.json")
@@ -120,6 +123,11 @@ def validate(args: argparse.Namespace) -> None:
         raise LaunchError(f"K={args.k} must be a positive number of shots (1, 2, 4, 8)")
     if args.devices is not None and args.devices < 1:
         raise LaunchError(f"DEVICES={args.devices} must be >= 1")
+    if getattr(args, "nodes", None) is not None and args.nodes < 1:
+        raise LaunchError(f"NODES={args.nodes} must be >= 1 (the number of machines of the run)")
+    if (getattr(args, "nodes", None) or 1) > 1 and not launched_outside():
+        raise LaunchError(f"NODES={args.nodes}: start every process with srun or torchrun (one per device on "
+                          "each machine); see 'One run on several machines' in docs/runs.md")
     if args.seeds:
         try:
             args.seed_list = [int(s) for s in str(args.seeds).split(",") if s.strip()]
@@ -205,10 +213,13 @@ def launcher_overrides(args: argparse.Namespace, layers: dict[str, Any], seed: i
             out.append("--model.init_args.few_shot=true")
     if seed is not None:
         out += [f"--seed_everything={seed}", f"--data.init_args.seed={seed}"]
+    nodes = getattr(args, "nodes", None)  # absent in launch.json of runs made before NODES existed
     if args.devices is not None:
         out.append(f"--trainer.devices={args.devices}")
-        if args.devices > 1 and "strategy" not in layers.get("trainer", {}):
-            out.append("--trainer.strategy=ddp")
+    if nodes is not None:
+        out.append(f"--trainer.num_nodes={nodes}")
+    if (args.devices or 1) * (nodes or 1) > 1 and "strategy" not in layers.get("trainer", {}):
+        out.append("--trainer.strategy=ddp")
     del data_args
     return out
 
@@ -411,12 +422,15 @@ def run_once(args: argparse.Namespace, seed: int | None, run_dir: Path | None = 
         resumed_from = str(run_dir)
     if run_dir is None:
         inherited = os.environ.get(RUN_DIR_ENV)
+        suffix = "-".join(p for p in (f"k{args.k}" if args.k else None,
+                                      f"seed{seed}" if args.seed_list else None,
+                                      args.ablation_row or None, args.suffix) if p) or None
         if inherited and not is_rank_zero():
             run_dir = Path(inherited)
+        elif launched_outside():  # torchrun/srun: rank 0 makes it, the others are told where it is
+            run_dir = shared_dir(args.runs_root, f"run:{digest}:{seed}",
+                                 lambda: new_run_dir(args.runs_root, args.method, args.data, suffix))
         else:
-            suffix = "-".join(p for p in (f"k{args.k}" if args.k else None,
-                                          f"seed{seed}" if args.seed_list else None,
-                                          args.ablation_row or None, args.suffix) if p) or None
             run_dir = new_run_dir(args.runs_root, args.method, args.data, suffix)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     CURRENT_RUN[0] = run_dir
@@ -602,8 +616,12 @@ def _launch(args: argparse.Namespace) -> int:
     if args.seed_list:
         inherited = os.environ.get(RUN_DIR_ENV)
         group = Path(inherited).parent if inherited and not is_rank_zero() else None
+        name = "seeds" + "_".join(map(str, args.seed_list))
+        if group is None and launched_outside():
+            group = shared_dir(args.runs_root, f"group:{args.method}:{name}",
+                               lambda: new_run_dir(args.runs_root, args.method, args.data, name))
         if group is None:
-            group = new_run_dir(args.runs_root, args.method, args.data, "seeds" + "_".join(map(str, args.seed_list)))
+            group = new_run_dir(args.runs_root, args.method, args.data, name)
         runs = []
         for seed in args.seed_list:
             sub = group / f"seed{seed}"

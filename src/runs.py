@@ -85,4 +85,7 @@ def versions() -> dict[str, str]:
 
 
 def is_rank_zero() -> bool:
-    return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))
+    """Global rank 0: also under ``srun``, which sets ``SLURM_PROCID`` but none of the torch variables."""
+    from src.rendezvous import global_rank
+
+    return global_rank() == 0 and all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK", "RANK"))

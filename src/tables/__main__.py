@@ -8,9 +8,13 @@ import sys
 from pathlib import Path
 
 from src.run import RUNS_ROOT_ENV
+from src.tables.cluster import ClusterOptions
 from src.tables.launch import RunFailedError, ablate, compare, rebuild
 from src.tables.records import PartialRunError
+from src.tables.report import publish
 from src.tables.spec import REPO, SpecError
+
+LAUNCHERS = ("local", "slurm", "submitit-local")
 
 
 def _seeds(text: str | None) -> list[int] | None:
@@ -24,6 +28,22 @@ def _seeds(text: str | None) -> list[int] | None:
 
 def _split(text: str | None) -> list[str]:
     return [s.strip() for s in (text or "").split(",") if s.strip()]
+
+
+def _cluster(args: argparse.Namespace, runs_root: Path) -> ClusterOptions | None:
+    """The submitit options of LAUNCHER=slurm|submitit-local; None for this machine."""
+    if args.launcher == "local":
+        return None
+    if args.jobs != 1 or args.gpus:
+        raise SpecError(f"JOBS/GPUS apply to LAUNCHER=local; with LAUNCHER={args.launcher} use "
+                        "GPUS_PER_JOB and ARRAY_PARALLELISM")
+    options = ClusterOptions(folder=runs_root / "tables" / "submitit" / f"{args.method}-{args.table}",
+                             cluster="slurm" if args.launcher == "slurm" else "local", partition=args.partition,
+                             gpus_per_job=args.gpus_per_job, cpus_per_job=args.cpus_per_job, time_min=args.time,
+                             array_parallelism=args.array_parallelism,
+                             poll_s=10.0 if args.launcher == "slurm" else 2.0)
+    options.validate()
+    return options
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,10 +63,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ab.add_argument("--aux", default=None, help="auxiliary training dataset (default: the method's pairing)")
     ab.add_argument("--aux-root", default=None, help="folder of the auxiliary dataset")
     ab.add_argument("--rows", default=None, help="comma-separated rows to run (default: all)")
+    ab.add_argument("--jobs", type=int, default=1, help="rows run at once on this machine (LAUNCHER=local)")
+    ab.add_argument("--gpus", default=None, help="comma-separated GPU ids split evenly over the JOBS, e.g. 0,1,2,3")
+    ab.add_argument("--launcher", default="local", choices=LAUNCHERS,
+                    help="local: this machine (JOBS); slurm: one submitit job per run; "
+                         "submitit-local: the same jobs with submitit's local executor")
+    ab.add_argument("--partition", default=None, help="SLURM partition")
+    ab.add_argument("--gpus-per-job", type=int, default=1, help="GPUs per SLURM job")
+    ab.add_argument("--cpus-per-job", type=int, default=None, help="CPUs per SLURM job")
+    ab.add_argument("--time", type=int, default=240, help="time limit per job, minutes")
+    ab.add_argument("--array-parallelism", type=int, default=32, help="SLURM jobs of the array running at once")
 
     tb = sub.add_parser("table", help="rebuild ablation tables from run directories alone")
     tb.add_argument("--method", default=None)
     tb.add_argument("--table", default=None)
+
+    db = sub.add_parser("dashboard", help="publish the W&B report of written tables (needs a W&B API key)")
+    db.add_argument("--method", default=None)
+    db.add_argument("--table", default=None)
 
     cp = sub.add_parser("compare", help="methods side by side under one protocol")
     cp.add_argument("--profile", default="quick")
@@ -60,9 +94,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for p in (ab, cp):
         p.add_argument("overrides", nargs="*", help="LightningCLI overrides for every run (after --)")
     args, unknown = parser.parse_known_args(argv)
-    if args.command == "table" and unknown:
+    if args.command in {"table", "dashboard"} and unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
-    if args.command != "table":
+    if args.command not in {"table", "dashboard"}:
         args.overrides = [o for o in (*args.overrides, *unknown) if o != "--"]
     return args
 
@@ -74,10 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "ablate":
             _, failures = ablate(args.method, args.table, args.profile, _seeds(args.seeds), args.data, args.data_root,
-                                 runs_root, args.overrides, log=not args.no_wandb, aux=args.aux, aux_root=args.aux_root,
-                                 rows=_split(args.rows) or None)
+                                 runs_root, args.overrides, log=not args.no_wandb, aux=args.aux,
+                                 aux_root=args.aux_root, rows=_split(args.rows) or None, jobs=args.jobs,
+                                 gpus=_split(args.gpus), cluster=_cluster(args, runs_root))
         elif args.command == "table":
             rebuild(args.method, args.table, runs_root, log=not args.no_wandb)
+        elif args.command == "dashboard":
+            publish(runs_root, args.method, args.table)
         else:
             _, failures = compare(args.profile, args.protocol, args.k, _split(args.data), _split(args.data_root),
                                   runs_root, args.overrides, _split(args.methods) or None, log=not args.no_wandb,

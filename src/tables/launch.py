@@ -5,8 +5,8 @@ with ``make train`` and the same options. A run is skipped when a finished run (
 of the same request hash exists: the hash is computed with the launcher's own functions, so an
 interrupted table resumes where it stopped and a changed config file reruns its rows.
 
-Public API: ``request_hash_of``, ``run_launcher``, ``ablate``, ``rebuild``, ``compare``,
-``write_table``, ``log_table``.
+Public API: ``request_hash_of``, ``run_launcher``, ``ablate``, ``run_table_rows``, ``rebuild``,
+``compare``, ``write_table``, ``log_table``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,13 @@ from typing import Any
 
 from src.logging import figures
 from src.logging.samples import Sample, load_samples, method_figure
-from src.tables.build import Table, ablation_table, compare_table
+from src.tables.build import METRIC_NAMES, Table, ablation_table, compare_table
+from src.tables.parallel import Progress, RowTask, Slot, open_log, plan_slots, run_rows
 from src.tables.records import RunRecord, check_complete, finished_run, scan_runs, select_rows
+from src.tables.report import write_report_spec
 from src.tables.spec import (
     REPO,
+    AblationSpec,
     SpecError,
     available_tables,
     load_ablation,
@@ -50,20 +53,35 @@ def request_hash_of(argv: Sequence[str]) -> str:
         raise SpecError(str(err)) from err
 
 
-def run_launcher(argv: Sequence[str]) -> Path:
-    """Run the launcher, echoing its output; returns the run directory it reports last."""
+def run_launcher(argv: Sequence[str], env: dict[str, str] | None = None, log: Path | None = None) -> Path:
+    """Run the launcher; returns the run directory it reports last.
+
+    Its output is echoed, or appended to ``log`` when given (rows running side by side); ``env``
+    is added to this process's environment (a row's devices and threads).
+    """
     command = [sys.executable, "-m", "src.run", *argv]
-    print("$ " + " ".join(command[1:]), flush=True)
+    if log is None:
+        print("$ " + " ".join(command[1:]), flush=True)
     proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
     run_dir = None
     assert proc.stdout is not None
-    for line in proc.stdout:
-        print(line, end="", flush=True)
-        if line.startswith("run: "):
-            run_dir = line[5:].strip()
+    sink = open_log(log, command, env) if log is not None else None
+    try:
+        for line in proc.stdout:
+            if sink is None:
+                print(line, end="", flush=True)
+            else:
+                sink.write(line)
+                sink.flush()
+            if line.startswith("run: "):
+                run_dir = line[5:].strip()
+    finally:
+        if sink is not None:
+            sink.close()
+    where = "see its output above" if log is None else f"see {log}"
     if proc.wait() != 0 or run_dir is None:
-        raise RunFailedError(f"`{' '.join(command[1:])}` failed (exit {proc.returncode}); see its output above")
+        raise RunFailedError(f"`{' '.join(command[1:])}` failed (exit {proc.returncode}); {where}")
     path = Path(run_dir)
     return path if path.is_absolute() else REPO / path
 
@@ -97,11 +115,13 @@ def data_options(data: str | None, data_root: str | None, aux: str | None, aux_r
 def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int] | None = None,
            data: str | None = None, data_root: str | None = None, runs_root: Path = REPO / "runs",
            overrides: Sequence[str] = (), log: bool = True, aux: str | None = None,
-           aux_root: str | None = None, rows: Sequence[str] | None = None) -> tuple[Table, list[str]]:
+           aux_root: str | None = None, rows: Sequence[str] | None = None, jobs: int = 1,
+           gpus: Sequence[str] = (), cluster: Any = None) -> tuple[Table, list[str]]:
     """Run every row (x every k, x every seed) that has no finished run; write and log the table.
 
     ``aux``/``aux_root`` are the launcher's AUX/AUX_ROOT, the same for every row. ``rows`` runs
-    only the named rows (the table then shows the others as missing).
+    only the named rows (the table then shows the others as missing). ``jobs``/``gpus``: rows at
+    once here, each pinned to its devices; ``cluster``: ``ClusterOptions`` (one submitit job per run).
 
     Returns the table and the failures (one message per row that could not run).
     """
@@ -111,9 +131,9 @@ def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int]
     if unknown:
         raise SpecError(f"ROWS={','.join(rows or ())}: {unknown} not rows of {method}/{table}; "
                         f"valid: {', '.join(names)}")
+    slots = plan_slots(jobs, gpus)
     records = scan_runs(runs_root)
-    chosen: dict[tuple[str, int | None], list[RunRecord]] = {}
-    failures: list[str] = []
+    tasks: list[RowTask] = []
     for k in spec.ks:
         for row in [r for r in spec.rows if not rows or r.name in rows]:
             for seed in seeds or [None]:
@@ -126,17 +146,35 @@ def ablate(method: str, table: str, profile: str = "quick", seeds: Sequence[int]
                 argv += ["--", *to_cli(row.overrides), *overrides]
                 label = f"{table}/{row.name}" + (f"@k{k}" if k is not None else "") + (
                     f" seed {seed}" if seed is not None else "")
-                print(f"\n=== {method} {label}", flush=True)
-                try:
-                    chosen.setdefault((row.name, k), []).append(_obtain(argv, records, table, row.name))
-                except RunFailedError as err:
-                    failures.append(f"{label}: {err}")
+                tasks.append(RowTask((row.name, k), f"{method} {label}", argv))
+    chosen, failures = run_table_rows(tasks, records, spec, slots, runs_root, cluster)
     check_complete([r for runs in chosen.values() for r in runs])
     result = ablation_table(spec, chosen, load_reference(reference_path(method, table)))
     _publish(result, runs_root, f"{method}-{table}", group=table, log=log,
              config={"method": method, "profile": profile, "ablation": {"table": table, "row": ""},
                      "runs": {f"{r}@k{k}" if k else r: [str(x.path) for x in v] for (r, k), v in chosen.items()}})
+    write_report_spec(spec, result, chosen, runs_root, publish=log)
     return result, failures
+
+
+def run_table_rows(tasks: list[RowTask], records: list[RunRecord], spec: AblationSpec, slots: list[Slot],
+                   runs_root: Path, cluster: Any = None) -> tuple[dict[tuple[str, int | None], list[RunRecord]],
+                                                                  list[str]]:
+    """The rows of ``spec`` on ``slots`` (this machine) or on ``cluster``; see ``parallel.run_rows``."""
+    def launch(task: RowTask, slot: Slot, log_path: Path | None) -> RunRecord:
+        # Only what applies is passed: a serial row is exactly the one-argument call of before.
+        extra = {k: v for k, v in (("env", slot.env()), ("log", log_path)) if v}
+        return _record(run_launcher(task.argv, **extra))
+
+    def submit(pending: list[RowTask], progress: Progress) -> dict[int, RunRecord | str]:
+        from src.tables.cluster import submit_rows
+
+        return submit_rows(pending, cluster, progress, _record)
+
+    headline = (spec.metrics[0], METRIC_NAMES[spec.metrics[0]])
+    log_dir = runs_root / "tables" / "logs" / f"{spec.method}-{spec.table}"
+    return run_rows(tasks, records, spec.table, slots, launch, request_hash_of, headline, log_dir,
+                    submit if cluster is not None else None)
 
 
 def rebuild(method: str | None, table: str | None, runs_root: Path = REPO / "runs", log: bool = False) -> list[Table]:
@@ -153,9 +191,11 @@ def rebuild(method: str | None, table: str | None, runs_root: Path = REPO / "run
     tables = []
     for m, t in wanted:
         spec = load_ablation(m, t)
-        result = ablation_table(spec, select_rows(records, m, t), load_reference(reference_path(m, t)))
+        rows = select_rows(records, m, t)
+        result = ablation_table(spec, rows, load_reference(reference_path(m, t)))
         _publish(result, runs_root, f"{m}-{t}", group=t, log=log,
                  config={"method": m, "ablation": {"table": t, "row": ""}})
+        write_report_spec(spec, result, rows, runs_root, publish=log)
         tables.append(result)
     return tables
 
