@@ -16,7 +16,7 @@ def test_rows_option_is_parsed_and_forwarded():
 
 def test_unknown_row_is_refused_before_running(tmp_path, monkeypatch):
     ran = []
-    monkeypatch.setattr(launch, "_obtain", lambda argv, *a, **k: ran.append(argv))
+    monkeypatch.setattr(launch, "run_launcher", lambda argv, *a, **k: ran.append(argv))
     with pytest.raises(SpecError, match=r"\['nope'\] not rows of afr/components; valid: base"):
         launch.ablate("afr", "components", runs_root=tmp_path, rows=["nope"], log=False)
     assert ran == []
@@ -29,7 +29,7 @@ def test_only_named_rows_run(tmp_path, monkeypatch):
         ran.append(argv[argv.index("--ablation-row") + 1])
         raise launch.RunFailedError("not run in this test")
 
-    monkeypatch.setattr(launch, "_obtain", fake)
+    monkeypatch.setattr(launch, "run_launcher", fake)
     _, failures = launch.ablate("afr", "mpfa_m", runs_root=tmp_path, rows=["m1"], log=False)
     assert ran == ["m1"] and len(failures) == 1
 
