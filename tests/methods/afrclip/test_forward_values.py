@@ -9,15 +9,12 @@ normalisation (those move the outputs by 1e-3 or more).
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
-import torchvision
-
-from src.methods.afrclip import AFRCLIP
 
 from . import reference as ref
+from .conftest import build_valued as build
+from .conftest import seeded_resnet18
 
 NOUNS = {"pcb1": "printed circuit board", "screw": "screw"}
 CATEGORIES = ["pcb1", "screw"]
@@ -33,36 +30,6 @@ CONFIGS = {
                  "use_cmfr": False, "mpfa_kernel": 5, "temperature": 1.0, "sp_use_pv": False},
 }
 ATOL = 2e-5
-
-
-def seeded_resnet18() -> torchvision.models.ResNet:
-    """A torchvision resnet18 with seeded weights and batch-norm statistics far from (0, 1)."""
-    torch.manual_seed(123)
-    net = torchvision.models.resnet18(weights=None)
-    with torch.no_grad():
-        for mod in net.modules():
-            if isinstance(mod, torch.nn.BatchNorm2d):
-                mod.running_mean.uniform_(-0.5, 0.5)
-                mod.running_var.uniform_(0.5, 2.0)
-                mod.weight.uniform_(0.5, 1.5)
-                mod.bias.uniform_(-0.2, 0.2)
-    return net.eval()
-
-
-@pytest.fixture(scope="module")
-def cnn_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("afr-cnn") / "resnet18.pth"
-    torch.save(seeded_resnet18().state_dict(), path)
-    return path
-
-
-def build(cfg: dict, cnn_path) -> AFRCLIP:
-    args = {k: v for k, v in cfg.items()}
-    torch.manual_seed(0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return AFRCLIP(backbone="tiny-vit", pretrained="none", image_size=64, sp_source="resnet18",
-                       sp_cnn_pretrained=str(cnn_path), **args).eval()
 
 
 def images() -> torch.Tensor:
