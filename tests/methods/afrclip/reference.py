@@ -149,7 +149,8 @@ def forward(model, images: torch.Tensor, categories: list[str], nouns: dict[str,
     """Reference stage logits (list of (B, 1 + L, 2)), pred_score (B,) and anomaly_map (B, gh, gw).
 
     ``cfg`` holds layers, sp_stages, sp_insert, sp_use_pv, sp_use_pl, use_sp, use_cmfr,
-    mpfa_kernel, temperature. ``cnn`` is the float64 torchvision net feeding P_v.
+    mpfa_kernel, temperature and optionally cmfr_normalize (default true), cmfr_per_stage (false).
+    ``cnn`` is the float64 torchvision net feeding P_v.
     """
     net, bb = model.model, model.model.backbone
     prompts = None
@@ -164,13 +165,16 @@ def forward(model, images: torch.Tensor, categories: list[str], nouns: dict[str,
     blocks = prompted_blocks(cfg["layers"], cfg["sp_stages"])
     taps = vit_taps(bb, images, cfg["layers"], prompts, blocks, cfg["sp_insert"])
     text = text_features(bb, net.text_adapter, categories, nouns)
-    normal, abnormal, stateless = text[:, 0], text[:, 1], unit(text[:, 2])
+    normalize = cfg.get("cmfr_normalize", True)  # unit-length features before CMFR (README resolution)
+    normal, abnormal, stateless = text[:, 0], text[:, 1], text[:, 2]
+    stateless = unit(stateless) if normalize else stateless
     stage_logits, probs = [], []
     for s, tap in enumerate(taps):  # adapter s belongs to tap s
         lin = net.stage_adapters.linears[s]
         v = mpfa(tap @ d(lin.weight).T + d(lin.bias), bb.grid_size, cfg["mpfa_kernel"])
-        v = unit(v)
-        query = cmfr(v, stateless, net.cmfr[0]) if cfg["use_cmfr"] else v
+        v = unit(v) if normalize else v
+        mod = net.cmfr[s] if cfg.get("cmfr_per_stage", False) else net.cmfr[0] if cfg["use_cmfr"] else None
+        query = cmfr(v, stateless, mod) if cfg["use_cmfr"] else v
         logits = torch.stack([cosine(query, normal), cosine(query, abnormal)], dim=-1) / cfg["temperature"]
         stage_logits.append(logits)
         probs.append(torch.softmax(logits, dim=-1)[..., 1])

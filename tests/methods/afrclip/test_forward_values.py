@@ -26,6 +26,10 @@ CONFIGS = {
     # The paper's default sp_stages=[1] with a three-block first stage.
     "stage1": {**PAPER_LIKE, "layers": [3, 4], "sp_stages": [1]},
     # Eq. 18 literally, plain image-text scoring, m = 5, tau = 1, P_l only.
+    # Raw (unnormalised) features into one CMFR per stage: MPFA's border counts and the CMFR
+    # stage pairing become visible (unit-length features hide a border cell's divisor).
+    "per-stage-raw": {**PAPER_LIKE, "layers": [2, 3, 4], "sp_stages": [1], "cmfr_normalize": False,
+                      "cmfr_per_stage": True},
     "variants": {**PAPER_LIKE, "layers": [2, 4], "sp_stages": [1, 2], "sp_insert": "overwrite",
                  "use_cmfr": False, "mpfa_kernel": 5, "temperature": 1.0, "sp_use_pv": False},
 }
