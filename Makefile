@@ -1,5 +1,5 @@
 # The suite's command-line surface. Every target creates .venv and installs on first use.
-# make train METHOD=clip|afr|fb|vtfusion [PROFILE=quick|paper] [DATA=builtin|mvtec|visa|folder]
+# make train METHOD=clip|afr|fb|vtfusion|linear [PROFILE=quick|paper] [DATA=builtin|mvtec|visa|folder]
 #            [DATA_ROOT=] [AUX=] [AUX_ROOT=] [DEVICES=N] [K=] [SEED=] [SEEDS=0,1,2] [RESUME=runs/<name>] [ARGS="..."]
 
 SHELL := /bin/bash
@@ -28,7 +28,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 train: $(STAMP)
-	@test -n "$(METHOD)$(RESUME)" || { echo "usage: make train METHOD=clip|afr|fb|vtfusion [PROFILE=quick|paper] [DATA=...] [ARGS=\"...\"]"; exit 2; }
+	@test -n "$(METHOD)$(RESUME)" || { echo "usage: make train METHOD=clip|afr|fb|vtfusion|linear [PROFILE=quick|paper] [DATA=...] [ARGS=\"...\"]"; exit 2; }
 	$(PY) -m src.run $(TRAIN_OPTS) -- $(ARGS)
 
 test: $(STAMP)

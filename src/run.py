@@ -35,7 +35,7 @@ from src.runs import versions as package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-METHODS = ("clip", "afr", "fb", "vtfusion")
+METHODS = ("clip", "afr", "fb", "vtfusion", "linear")
 PROFILES = ("quick", "paper")
 DATA = ("builtin", "builtin-A", "builtin-B", "mvtec", "visa", "folder")
 METRIC_KEYS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_ap", "pixel_f1max", "pixel_aupro")
