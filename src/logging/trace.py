@@ -4,9 +4,9 @@ Add it to any run without touching the config files:
 
     make train METHOD=afr ARGS="--trainer.callbacks+=src.logging.trace.TrainingTrace"
 
-It writes ``<run>/trace.jsonl`` (one line per optimiser step: the logged ``train/*`` loss terms and
-the L2 gradient norm of each parameter group, a group being the first component of the parameter
-name below the method's torch model, e.g. ``stage_adapters`` or ``cmfr``) and, after ``fit``,
+It writes ``<run>/trace.jsonl`` (one line per optimiser step: wall-clock time, the logged
+``train/*`` loss terms and the L2 gradient norm of each parameter group, a group being the first
+component of the parameter name below the method's torch model, e.g. ``stage_adapters`` or ``cmfr``) and, after ``fit``,
 ``<run>/train_split.json``: the final weights' per-category pixel and image AUROC on the training
 data itself (the auxiliary split, read through the DataModule's validation loader, which is the
 same data without augmentation). Train-split figures far above the evaluated split's mean the model
@@ -16,6 +16,7 @@ fits and does not transfer; figures near chance on the training data mean it doe
 from __future__ import annotations
 
 import json
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -72,8 +73,8 @@ class TrainingTrace(L.Callback):
         if not trainer.is_global_zero:
             return
         losses = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
-        line = {"step": trainer.global_step, "epoch": trainer.current_epoch, "losses": losses,
-                "grad_norm": self._norms, "lr": [g["lr"] for g in trainer.optimizers[0].param_groups]}
+        line = {"step": trainer.global_step, "time": round(time.time(), 1), "epoch": trainer.current_epoch,
+                "losses": losses, "grad_norm": self._norms, "lr": [g["lr"] for g in trainer.optimizers[0].param_groups]}
         with (self._dir(trainer) / "trace.jsonl").open("a") as handle:
             handle.write(json.dumps(line) + "\n")
 
