@@ -42,3 +42,19 @@ def test_quick_setting():
 def test_registered_in_launcher_and_zero_shot_comparison():
     assert "linear" in METHODS
     assert "linear" in COMPARED["zero-shot"] and "linear" not in COMPARED["k-shot"]
+
+
+def test_bench_row_builds_the_probe_as_make_train_does():
+    import torch
+
+    from src.bench.report import NAMES, TIME_TARGETS
+    from src.bench.rows import METHODS as BENCH_METHODS
+    from src.bench.rows import PAPER, QUICK, inference_fn
+
+    assert "linear" in BENCH_METHODS and NAMES["linear"] == "Linear probe" and TIME_TARGETS["linear"] == 1.1
+    assert (PAPER["linear"].backbone, PAPER["linear"].layers, PAPER["linear"].train_batch) == (
+        "ViT-L-14-336-quickgelu", (6, 12, 18, 24), 8)
+    model, fn = inference_fn(QUICK["linear"], backbone_only=False)
+    with torch.no_grad():
+        out = fn(torch.randn(1, 3, 64, 64))
+    assert out.anomaly_map.shape == (1, 8, 8) and len(model.linears) == 3
