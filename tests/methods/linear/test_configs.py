@@ -36,7 +36,7 @@ def test_quick_setting():
     model, data = cfg["model"]["init_args"], cfg["data"]["init_args"]
     assert (model["backbone"], model["image_size"], model["layers"]) == ("small-vit", 224, [2, 4, 6, 8])
     assert data["image_size"] == 224 and data["dataset"] == "builtin-B" and data.get("aux_dataset") is None
-    assert model["lr"] == 1e-3 and cfg["trainer"]["max_epochs"] == 3 and cfg["trainer"]["accelerator"] == "cpu"
+    assert model["lr"] == 1e-3 and cfg["trainer"]["max_epochs"] == 10 and cfg["trainer"]["accelerator"] == "cpu"
 
 
 def test_registered_in_launcher_and_zero_shot_comparison():
