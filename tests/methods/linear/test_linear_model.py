@@ -161,3 +161,23 @@ def test_checkpoint_holds_only_the_linear_layers(batch32):
     checkpoint = {"state_dict": model.state_dict()}
     model.on_save_checkpoint(checkpoint)
     assert set(checkpoint["state_dict"]) == {f"model.linears.{i}.{k}" for i in range(3) for k in ("weight", "bias")}
+
+
+def test_loss_on_spread_logits_matches_float64_rederivation():
+    """Logits spread over +-15 (a trained probe's range): the upsampling rule and the softmax matter."""
+    from src.methods.linear.losses import linear_losses
+
+    g = torch.Generator().manual_seed(3)
+    logits = [5 * torch.randn(2, 16, 2, generator=g, dtype=torch.float64) for _ in range(2)]
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[1, :, 8:16, 16:24] = 1
+    terms = linear_losses([lg.float() for lg in logits], (4, 4), mask)
+    y = mask[:, 0].double()
+    want = {"focal": 0.0, "dice_abnormal": 0.0, "dice_normal": 0.0}
+    for lg in logits:
+        q = _bilinear_corners(lg.transpose(1, 2).reshape(2, 2, 4, 4), 32).softmax(1)
+        want["focal"] += _focal64(q, y)
+        want["dice_abnormal"] += _dice64(q[:, 1], y)
+        want["dice_normal"] += _dice64(q[:, 0], 1 - y)
+    for name, value in want.items():
+        torch.testing.assert_close(terms[name].double(), value, rtol=1e-5, atol=1e-6, msg=name)
