@@ -1,5 +1,5 @@
 # The suite's command-line surface. Every target creates .venv and installs on first use.
-# make train METHOD=clip|afr|fb|vtfusion [PROFILE=quick|paper] [DATA=builtin|mvtec|visa|folder]
+# make train METHOD=clip|afr|fb|vtfusion|linear [PROFILE=quick|paper] [DATA=builtin|mvtec|visa|folder]
 #            [DATA_ROOT=] [AUX=] [AUX_ROOT=] [DEVICES=N] [NODES=N] [K=] [SEED=] [SEEDS=0,1,2] [RESUME=runs/<name>] [ARGS="..."]
 # make ablate METHOD= TABLE= [JOBS=N] [GPUS=0,1,..] [LAUNCHER=local|slurm|submitit-local] [PARTITION=]
 #            [GPUS_PER_JOB=1] [CPUS_PER_JOB=] [TIME=240] [ARRAY_PARALLELISM=32] [RUNS_ROOT=runs]
@@ -37,7 +37,7 @@ $(STAMP): requirements.txt
 install: $(STAMP)
 
 train: $(STAMP)
-	@test -n "$(METHOD)$(RESUME)" || { echo "usage: make train METHOD=clip|afr|fb|vtfusion [PROFILE=quick|paper] [DATA=...] [ARGS=\"...\"]"; exit 2; }
+	@test -n "$(METHOD)$(RESUME)" || { echo "usage: make train METHOD=clip|afr|fb|vtfusion|linear [PROFILE=quick|paper] [DATA=...] [ARGS=\"...\"]"; exit 2; }
 	$(PY) -m src.run $(TRAIN_OPTS) -- $(ARGS)
 
 test: $(STAMP)

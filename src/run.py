@@ -47,7 +47,7 @@ from src.runs import versions as package_versions
 
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = REPO / "experiments"
-METHODS = ("clip", "afr", "fb", "vtfusion")
+METHODS = ("clip", "afr", "fb", "vtfusion", "linear")
 PROFILES = ("quick", "paper")
 DATA = ("builtin", "builtin-A", "builtin-B", "mvtec", "visa", "folder")
 SPILL_DIR = "spill"

@@ -22,7 +22,7 @@ from torch import nn
 
 from src.backbone import CLIPBackbone
 
-METHODS = ("afr", "fb", "vtfusion")
+METHODS = ("afr", "fb", "vtfusion", "linear")
 #: VTFusion's prototypes come from k normal shots (the paper's largest k); not part of the timing.
 VTFUSION_SHOTS = 4
 
@@ -32,7 +32,7 @@ class Setting:
     """One method's benchmark setting.
 
     Attributes:
-        method: ``afr`` | ``fb`` | ``vtfusion``.
+        method: ``afr`` | ``fb`` | ``vtfusion`` | ``linear``.
         backbone: open_clip architecture.
         image_size: input side in pixels.
         layers: vision blocks the method taps (1-based).
@@ -56,6 +56,7 @@ PAPER = {
     "fb": Setting("fb", VIT_L, 518, (1, 6, 12, 18, 24), 4, "bilinear_per_forward",
                   extra={"activation_checkpointing": True}),
     "vtfusion": Setting("vtfusion", "ViT-B-16-plus-240", 240, (3, 6, 9, 12), 4),
+    "linear": Setting("linear", VIT_L, 518, (6, 12, 18, 24), 8),
 }
 #: ``--quick``: the suite's tiny test ViT, for smoke runs and the unit test.
 QUICK = {
@@ -64,6 +65,7 @@ QUICK = {
     "fb": Setting("fb", "tiny-vit", 64, (1, 2, 3, 4), 2, "bilinear_per_forward",
                   extra={"activation_checkpointing": True}),
     "vtfusion": Setting("vtfusion", "tiny-vit", 64, (1, 2, 3, 4), 2, extra={"prompt_set": "pair"}),
+    "linear": Setting("linear", "tiny-vit", 64, (2, 3, 4), 2),
 }
 
 
@@ -94,6 +96,10 @@ def build_module(setting: Setting) -> nn.Module:
             from src.methods.fbclip import FBCLIP
 
             return FBCLIP(**common)
+        if setting.method == "linear":
+            from src.methods.linear import LinearProbe
+
+            return LinearProbe(pos_embed_mode=setting.pos_embed_mode, **common)
         from src.methods.vtfusion import VTFusion
 
         module = VTFusion(pos_embed_mode=setting.pos_embed_mode, **common)
@@ -120,7 +126,7 @@ def inference_fn(setting: Setting, backbone_only: bool) -> tuple[nn.Module, Call
         layers = list(setting.layers)
         return backbone, lambda images: backbone.encode_image_layers(images, layers)
     model = build_module(setting).model
-    if setting.method == "afr":
+    if setting.method in ("afr", "linear"):
         return model, lambda images: model(images, ["object"] * images.shape[0])
     return model, model
 

@@ -36,7 +36,7 @@ from src.tables.spec import (
     to_cli,
 )
 
-COMPARED = {"zero-shot": ("clip", "afr", "fb"), "k-shot": ("vtfusion", "clip")}
+COMPARED = {"zero-shot": ("clip", "linear", "afr", "fb"), "k-shot": ("vtfusion", "clip")}
 
 
 class RunFailedError(RuntimeError):

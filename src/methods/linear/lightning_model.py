@@ -1,0 +1,81 @@
+"""Lightning wrapper of the linear probe: constructor arguments, loss terms, optimiser."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from datamodules.names import object_name
+from src.module import AnomalyModule
+
+from .losses import linear_losses
+from .torch_model import LinearProbeModel
+
+
+class LinearProbe(AnomalyModule):
+    """Linear-probe baseline (``METHOD=linear``): APRIL-GAN's per-tap linear adapters.
+
+    Model arguments are those of :class:`~src.methods.linear.torch_model.LinearProbeModel`.
+    Training arguments:
+
+    Args:
+        lr: Adam learning rate (APRIL-GAN 1e-3).
+        betas: Adam betas (APRIL-GAN (0.5, 0.999)).
+        focal_gamma: focal-loss exponent.
+        eval_sigma: Gaussian sigma of the shared map smoothing.
+        image_score_from_map: the image score is the maximum of the smoothed map. The probe has no
+            other image score, so ``False`` is refused.
+    """
+
+    method_name = "linear"
+
+    def __init__(
+        self,
+        backbone: str = "ViT-L-14-336-quickgelu",
+        pretrained: str = "openai",
+        image_size: int = 518,
+        layers: list[int] = (6, 12, 18, 24),
+        logit_scale: float = 100.0,
+        pos_embed_mode: str = "bicubic_once",
+        weights_cache_dir: str | None = None,
+        lr: float = 1e-3,
+        betas: list[float] = (0.5, 0.999),
+        focal_gamma: float = 2.0,
+        eval_sigma: float = 4.0,
+        image_score_from_map: bool = True,
+    ) -> None:
+        if not image_score_from_map:
+            raise ValueError("image_score_from_map must be true for METHOD=linear: the probe has no image "
+                             "score besides the maximum of its smoothed map")
+        if len(betas) != 2:
+            raise ValueError(f"betas must be two numbers (Adam's beta1, beta2), got {betas!r}")
+        super().__init__(eval_sigma=eval_sigma, image_score_from_map=True)
+        self.save_hyperparameters()
+        self.model = LinearProbeModel(
+            backbone=backbone, pretrained=pretrained, image_size=image_size, layers=list(layers),
+            logit_scale=logit_scale, pos_embed_mode=pos_embed_mode, weights_cache_dir=weights_cache_dir,
+        )
+
+    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """``anomaly_map`` (B, gh, gw); ``pred_score`` (B,) is the raw map's maximum (replaced by the
+        smoothed map's maximum in evaluation)."""
+        out = self.model(batch["image"], [object_name(c) for c in batch["category"]])
+        return {"anomaly_map": out.anomaly_map, "pred_score": out.anomaly_map.flatten(1).amax(1)}
+
+    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = self.model(batch["image"], [object_name(c) for c in batch["category"]])
+        return linear_losses(out.layer_logits, self.model.backbone.grid_size, batch["mask"],
+                             gamma=self.hparams.focal_gamma)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+
+    def on_test_start(self) -> None:
+        self.model.clear_caches()
+
+    def results_meta(self) -> dict[str, Any]:
+        meta = super().results_meta()
+        meta["layers"] = self.model.layers
+        return meta
