@@ -1,6 +1,6 @@
 """Readable object names for text prompts ("a photo of a damaged {name}.").
 
-Table (afrclip.md ambiguity A10, extended to the built-in benchmark): VisA ``pcb1``..``pcb4`` ->
+Table (AFR-CLIP's naming, extended to the built-in benchmark): VisA ``pcb1``..``pcb4`` ->
 "printed circuit board", ``macaroni1/2`` -> "macaroni", ``chewinggum`` -> "chewing gum",
 ``pipe_fryum`` -> "pipe fryum"; medical sets -> "brain", "head", "skin", "colon", "thyroid";
 built-in photos -> the noun a caption would use (``chelsea`` -> "cat", ``astronaut`` ->

@@ -1,7 +1,7 @@
 """Benchmark the metrics on a synthetic, MVTec AD-sized test set.
 
 ``python -m src.metrics.bench [--images 1725] [--size 518]`` builds 15 categories with MVTec AD's
-test counts (conventions §2.1), anomalous images with 1-3 blob or scratch regions, and maps made
+test counts, anomalous images with 1-3 blob or scratch regions, and maps made
 of a smooth random field plus signal inside the defects, at the ViT patch grid (size // 14), then
 upsampled and smoothed by the shared :class:`~src.postprocess.PostProcessor`. Maps are fed to
 :class:`~src.metrics.accumulator.AnomalyMetrics` in batches of 8. Making the maps, smoothing them

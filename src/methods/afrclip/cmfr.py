@@ -1,4 +1,4 @@
-"""CMFR: cross-modal feature rectification (AFR-CLIP Eqs. 3-6, spec A6/A7).
+"""CMFR: cross-modal feature rectification (AFR-CLIP Eqs. 3-6, README A6/A7).
 
 For every visual token ``F_v,i`` and the stateless text feature ``F_t^s`` of its image:
 
@@ -63,7 +63,7 @@ class CMFR(nn.Module):
         """Rectified text per token, ``R_i = F_t^s + F_v,i * M_v,i`` (Eq. 6).
 
         Args:
-            visual: (B, N, D) visual tokens (L2-normalised by the caller, spec A7).
+            visual: (B, N, D) visual tokens (L2-normalised by the caller, README A7).
             text: (B, D) stateless text feature (L2-normalised by the caller).
 
         Returns:

@@ -16,11 +16,11 @@ class AFRCLIP(AnomalyModule):
     """AFR-CLIP (AAAI, arXiv 2503.12910) for zero-shot anomaly detection.
 
     Model arguments are those of :class:`~src.methods.afrclip.torch_model.AFRCLIPModel` (every
-    ablation switch of the spec's table is one). Training arguments:
+    ablation switch of the paper's tables is one). Training arguments:
 
     Args:
         lr: Adam learning rate (paper 1e-3).
-        betas: Adam betas (paper silent; PyTorch defaults, spec A11).
+        betas: Adam betas (paper silent; PyTorch defaults, README A11).
         lr_decay: ``inverse_epoch`` (lr / (epoch + 1), the paper) or ``none``.
         focal_gamma: focal-loss exponent.
         eval_sigma: Gaussian sigma of the shared map smoothing.

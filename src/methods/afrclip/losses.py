@@ -1,4 +1,4 @@
-"""AFR-CLIP's training loss (the paper states none; spec 1.4 RESOLUTION from its lineage).
+"""AFR-CLIP's training loss (the paper states none; our resolution from its lineage, see the README).
 
 Per stage s, with the two-channel probability map ``Q^s`` upsampled to the mask and mask G:
 

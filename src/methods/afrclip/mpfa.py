@@ -1,4 +1,4 @@
-"""MPFA: multi-patch feature aggregation (AFR-CLIP Sec. "MPFA", spec A8).
+"""MPFA: multi-patch feature aggregation (AFR-CLIP Sec. "MPFA", README A8).
 
 Each patch token is replaced by the mean of its ``m x m`` neighbourhood on the token grid
 (stride 1, so the grid keeps its size). Border cells average only their real neighbours

@@ -13,7 +13,8 @@ import warnings
 
 from .torch_model import AFRCLIPModel
 
-#: Spec 1.7: handed to the optimiser / effectively trained (the M_t half of CMFR's last Linear is dead).
+#: Computed from the architecture: handed to the optimiser / effectively trained
+#: (the M_t half of CMFR's last Linear is dead).
 SPEC_TOTAL = 16_336_384
 SPEC_EFFECTIVE = 15_155_968
 

@@ -1,4 +1,4 @@
-"""AFR-CLIP's three prompts per object (spec A10).
+"""AFR-CLIP's three prompts per object (README A10).
 
 Per object ``c``: normal "a photo of a normal c.", abnormal "a photo of a defective c." and
 stateless "a photo of a c.". ``c`` is the readable noun of the shared name table

@@ -6,7 +6,7 @@ visual token itself (plain image-text scoring, the paper's baseline row). Either
     S_n,i = cos(q_i, F_t^n),  S_a,i = cos(q_i, F_t^a),  P_i = softmax([S_n,i, S_a,i] / tau)
 
 The paper's Eqs. 9 and 13 use tau = 1 (a softmax of raw cosines); the default 0.07 is the
-temperature its lineage's code divides by (spec A9, a declared DEVIATION).
+temperature its lineage's code divides by (README A9, a declared DEVIATION).
 """
 
 from __future__ import annotations

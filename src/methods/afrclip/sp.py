@@ -1,4 +1,4 @@
-"""SP: self prompting (AFR-CLIP Eqs. 15-18, spec A3-A5).
+"""SP: self prompting (AFR-CLIP Eqs. 15-18, README A3-A5).
 
 An image-specific visual prompt ``P~_v = P_v + P_l`` of K tokens enters the first stage of the
 frozen ViT:
@@ -116,7 +116,7 @@ def resolve_cnn_weights(arch: str, pretrained: str) -> str | None:
 
 
 class CNNFeatures(nn.Module):
-    """Frozen torchvision CNN giving ``F_src = [GAP(layer2); GAP(layer3)]`` (spec A4).
+    """Frozen torchvision CNN giving ``F_src = [GAP(layer2); GAP(layer3)]`` (README A4).
 
     The attribute holding the network is named ``backbone`` so that the suite's checkpoint slimming
     drops its parameters and buffers like the CLIP backbone's.
@@ -177,7 +177,7 @@ def prompt_plan(layers: Sequence[int], stages: Sequence[int], insert: str, num_b
         insert: ``append`` or ``overwrite``.
         num_blocks: blocks of the ViT (a ``drop`` is only planned before an existing block).
         drop_after_last_stage: in ``append`` mode, remove the prompts after the last prompted
-            block instead of carrying them on (spec A5's switch).
+            block instead of carrying them on (README A5's switch).
     """
     if insert not in INSERT_MODES:
         raise ValueError(f"sp_insert must be one of {INSERT_MODES}, got {insert!r}")

@@ -51,7 +51,7 @@ class AFROutput:
 
 
 class AFRCLIPModel(nn.Module):
-    """AFR-CLIP (spec ``afrclip.md``). Every ablation switch of spec 1.6 is an argument.
+    """AFR-CLIP Every ablation switch of the paper's tables is an argument.
 
     Args:
         backbone: open_clip model name (paper: ``ViT-L-14-336-quickgelu``).
@@ -74,7 +74,7 @@ class AFRCLIPModel(nn.Module):
         temperature: softmax temperature of the scoring (paper 1.0; default 0.07).
         cmfr_gate: ``vector`` or ``scalar``.
         cmfr_per_stage: one CMFR per stage instead of one shared.
-        cmfr_normalize: L2-normalise visual and text features before CMFR (spec A7).
+        cmfr_normalize: L2-normalise visual and text features before CMFR (README A7).
         prototypes: ``class`` (object name in the prompts) or ``agnostic`` ("object").
     """
 

@@ -2,7 +2,7 @@
 
 ``python -m src.methods.fbclip.params`` builds ViT-L-14-336 (random weights, no forward) at 518 px
 in the released configuration and prints the count of every trained block next to the numbers of
-``fbclip.md`` §5.2 (effectively trained: 6,223,114).
+the released model's parameter count (effectively trained: 6,223,114).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import argparse
 
 from .lightning_model import FBCLIP
 
-#: Spec §5.2, the effectively-trained parameters of the release.
+#: Computed from the released architecture: the effectively-trained parameters of the release.
 SPEC = {
     "prompt (ctx_pos + ctx_neg)": 18_432,
     "fb_attention": 4_727_811,
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'trainable total':42s} {total:12,d} {SPEC_TOTAL:12,d}{'' if total == SPEC_TOTAL else '  MISMATCH'}")
     print(f"{'frozen CLIP (without logit_scale)':42s} {frozen:12,d} {SPEC_FROZEN_CLIP:12,d}"
           f"{'' if frozen == SPEC_FROZEN_CLIP else '  MISMATCH'}")
-    print("(not built here: the release's dead parameters, 11,759,903 handed to its Adam; spec 5.2)")
+    print("(not built here: the release's dead parameters, 11,759,903 handed to its Adam)")
     return 0 if total == SPEC_TOTAL else 1
 
 

@@ -1,7 +1,7 @@
 """VTFusion: few-shot anomaly detection by vision-text fusion (DAS, AIE, ATE, MPF).
 
-Spec: ``shared/specs/vtfusion.md``; the README section in this folder lists every RESOLUTION and
-DEVIATION.
+The README in this folder lists every resolution of what the paper leaves open, and every
+deviation from it.
 """
 
 from .das import DAS_TYPES, DASHook, synthesize

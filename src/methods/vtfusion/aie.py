@@ -105,7 +105,7 @@ def prototype_distances(
     """The ``topk`` smallest distances from every location to every prototype, ascending.
 
     Direct differences (``donot_use_mm``), not the expanded ‖a‖² + ‖p‖² − 2a·p form whose fp32
-    cancellation is as large as the AFS margin (spec §2.3 step 7); a feature on its prototype gets
+    cancellation is as large as the AFS margin; a feature on its prototype gets
     an exact 0 and ``cdist``'s backward gives it a zero, not NaN, gradient.
 
     Args:

@@ -1,7 +1,7 @@
 """DAS: VTFusion's dual-granularity anomaly synthesis (four types plus their combination).
 
 The paper names the types (misplaced cut-and-paste, blurry, crack, noise) and shows combined
-cases, but gives no parameters; every number here is the spec's RESOLUTION (vtfusion.md §2.4).
+cases, but gives no parameters; every number here is our resolution (listed in the README).
 All edits work on a float32 (S, S, 3) RGB image in [0, 1] (the resized image, before CLIP
 normalisation) and return the edited image, its exact {0, 1} mask, and the *region* the edit was
 allowed to touch (used by the tests' border allowance, never by training).

@@ -1,7 +1,7 @@
 """MPF: multi-modal prediction fusion (Eq. 7) and the multi-scale segmentation network φ (Eq. 9).
 
 The paper says only "self-attention", "residual block of conv + BN + ReLU" and "FPN-like
-multi-scale aggregation [ASGNet/PFENet]"; the widths and the layout below are the spec's
+multi-scale aggregation [ASGNet/PFENet]"; the widths and the layout below are our
 RESOLUTIONs (B8, B9): a SAGAN/DANet position attention with a zero-initialised residual scale,
 and PFENet's feature enrichment module at a 4x up-sampled working resolution.
 """

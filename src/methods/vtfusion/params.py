@@ -1,4 +1,4 @@
-"""Trainable-parameter count of VTFusion at the paper size, against the spec's figures (§2.8).
+"""Trainable-parameter count of VTFusion at the paper size, against the figures computed from the architecture.
 
     python -m src.methods.vtfusion.params [--backbone ViT-B-16-plus-240 --image-size 240]
 
@@ -13,7 +13,7 @@ from torch import nn
 
 from .torch_model import VTFusionModel
 
-#: Spec §2.8 (computed there from the architecture; φ without PCSNet's unused auxiliary heads).
+#: Computed from the architecture ( φ without PCSNet's unused auxiliary heads).
 SPEC = {
     "linears": 2_296_320,
     "adaptors": 1_646_080,
@@ -47,7 +47,7 @@ def main() -> None:
         "frozen backbone": count(model.backbone, trainable=False),
     }
     print(f"VTFusion on {args.backbone} at {args.image_size} px (random weights)")
-    print(f"{'part':<18}{'ours':>14}{'spec §2.8':>14}")
+    print(f"{'part':<18}{'ours':>14}{'expected':>14}")
     for name, value in ours.items():
         approx = "≈" if name in ("fusion", "segmenter", "total trainable", "frozen backbone") else " "
         print(f"{name:<18}{value:>14,}{approx:>3}{SPEC[name]:>11,}")

@@ -3,7 +3,7 @@
 Shapes: ``B`` images, ``S`` input side, ``(h, w)`` token grid, ``L = h·w``, ``C`` vision width,
 ``D`` joint width, ``n`` stages (tapped blocks).
 
-Flow (spec §2.3): frozen taps (B, L, C) per stage -> ``ln_post`` + trainable linear (B, L, D) ->
+Flow: frozen taps (B, L, C) per stage -> ``ln_post`` + trainable linear (B, L, D) ->
 feature adaptor ``F_l^v`` (B, D, h, w) -> stacked ``F^v`` (B, L, n·D) -> nearest-prototype distance
 ``M^v`` (B, 1, h, w); ``F_l^v`` against the adapted text features -> ``M^t`` (B, 1, h, w); fusion
 ``M^vt`` and the segmentation net φ -> ``M^f`` (B, 1, S, S); image score = max of ``M^f``.

@@ -1,4 +1,4 @@
-"""Background bank, prototype and subtraction (fbclip.md §1.6)."""
+"""Background bank, prototype and subtraction."""
 
 from __future__ import annotations
 

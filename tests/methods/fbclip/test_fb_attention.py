@@ -44,5 +44,5 @@ def test_temperatures_learnable_and_initialised():
 
 
 def test_parameter_count_at_vit_l_width():
-    # fbclip.md 5.2: 4,727,811 for C = 1024, 8 heads x 64.
+    # The released model: 4,727,811 for C = 1024, 8 heads x 64.
     assert sum(p.numel() for p in FBAttention(1024).parameters()) == 4_727_811

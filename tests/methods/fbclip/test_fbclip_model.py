@@ -1,4 +1,4 @@
-"""FB-CLIP model: spec §5.3 invariants, ablation switches, overfit, Lightning wiring."""
+"""FB-CLIP model: the release's invariants, ablation switches, overfit, Lightning wiring."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""MVFBE against hand computations of the spec's formulas (fbclip.md §1.5)."""
+"""MVFBE against hand computations of the released formulas."""
 
 from __future__ import annotations
 

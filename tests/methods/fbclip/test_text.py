@@ -1,4 +1,4 @@
-"""Prompt learner, MSTFF text fusion and SCR against hand computations (fbclip.md §1.3, 1.4, 1.8)."""
+"""Prompt learner, MSTFF text fusion and SCR against hand computations."""
 
 from __future__ import annotations
 

@@ -32,7 +32,7 @@ def test_each_type_edits_only_its_mask_and_is_non_empty(kind: str) -> None:
         assert set(np.unique(edit.mask)) <= {0.0, 1.0}
         empty += not edit.mask.any()
         changed = _changed(image, edit.image)
-        # Spec §2.10: changes outside the mask only within 3 px of the edited region (feathering,
+        # Changes outside the mask only within 3 px of the edited region (feathering,
         # anti-aliasing); for misplaced/blur also the region pixels the 5x5 median unlabelled.
         allowed = edit.mask > 0
         if kind in ("misplaced", "blur"):

@@ -42,6 +42,6 @@ def test_segmentation_net_at_paper_size() -> None:
 
 
 def test_paper_width_parameter_count() -> None:
-    # Spec §2.8: φ at width 128 without auxiliary heads ≈ 1.9 M; the fusion block ≈ 33 k.
+    # From the architecture: φ at width 128 without auxiliary heads ≈ 1.9 M; the fusion block ≈ 33 k.
     assert abs(sum(p.numel() for p in SegmentationNet(3, 128).parameters()) - 1.9e6) < 0.1e6
     assert abs(sum(p.numel() for p in FusionBlock(1, 1, 32).parameters()) - 33e3) < 2e3
