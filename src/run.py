@@ -610,6 +610,20 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         report_error(err, CURRENT_RUN[0], Path(args.runs_root))
         return 2 if isinstance(err, LaunchError | DatasetError) else 1
+    finally:
+        _close_process_group()
+
+
+def _close_process_group() -> None:
+    """Close DDP's process group before exit.
+
+    Lightning leaves it open; a rank that exits with gloo's threads still running aborts now and then
+    (SIGABRT, "terminate called without an active exception"), turning a finished run into a failure.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _launch(args: argparse.Namespace) -> int:
