@@ -69,6 +69,7 @@ def test_bad_options_are_named():
         parse_args(["--runs", "0"])
 
 
+@pytest.mark.slow
 def test_end_to_end_quick(tmp_path, capsys):
     """Two subprocess rows, the table, CSV/Markdown files, and the JSON summary as the last line."""
     main(["--quick", "--methods", "afr", "--no-train", "--runs", "1", "--batches", "1", "--threads", "1",

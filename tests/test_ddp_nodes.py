@@ -53,6 +53,7 @@ def _metrics(root: Path) -> tuple[list[Path], dict]:
     return runs, json.loads((runs[0] / "metrics.json").read_text())
 
 
+@pytest.mark.ddp
 def test_two_nodes_of_two_processes_make_one_run_with_the_metrics_of_one_process(builtin_cache, tmp_path) -> None:
     argv = [sys.executable, "-m", "src.run", "--method", "clip", "--runs-root"]
     single = tmp_path / "single"

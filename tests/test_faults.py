@@ -21,6 +21,8 @@ import torch
 from src.faults import KILL_ENV, NAN_ENV, TERM_ENV
 from src.launch.lock import RunLock
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 FAST = ["--trainer.enable_progress_bar=false"]
 TINY_CLIP = ["--model.init_args.backbone=tiny-vit", "--model.init_args.image_size=64", *FAST]

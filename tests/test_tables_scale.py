@@ -245,6 +245,7 @@ TINY = ["--model.init_args.backbone=tiny-vit", "--model.init_args.image_size=64"
         "--data.init_args.categories=[cell]", "--trainer.enable_progress_bar=false"]
 
 
+@pytest.mark.slow
 def test_slurm_launcher_end_to_end_with_submitit_local_executor(builtin_cache, tmp_path, monkeypatch, capsys) -> None:
     """Real jobs: submitit's local executor runs one job per row, each a real ``python -m src.run``."""
     from src.tables.cluster import ClusterOptions

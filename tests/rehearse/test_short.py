@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from src.rehearse.__main__ import main
@@ -16,6 +17,7 @@ SHORT = "fb-visa-to-mvtec,ablate-fb-text_strategies"
 SMALL_BATCH = "--data.init_args.batch_size=1 --data.init_args.eval_batch_size=1"
 
 
+@pytest.mark.slow
 def test_short_rehearsal_runs_the_paper_path(tmp_path, capsys):
     workdir = tmp_path / "rehearsal"
     code = main(["--only", SHORT, "--workdir", str(workdir), "--standins", str(tmp_path / "standins"),
