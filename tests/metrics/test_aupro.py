@@ -130,3 +130,15 @@ def test_float32_counts_are_accumulated_in_float64():
     expected = _area_to(fp / fp[-1], pro, 0.3)
     assert curves.aupro(neg, pos_weight, 2) == pytest.approx(expected, abs=1e-12)
     assert abs(expected - _area_to(fp / fp[-1], np.array([1.0, 1.0, 2.0]) / 2, 0.3)) > 1e-10  # detectable
+
+
+def test_anomalyclip_aupro_single_region_and_no_numpy_warnings():
+    # One region (PRO is the region's fraction): FPR 0.25, 0.1, 0 -> rescaled 1, 0.4, 0; PRO 0.5, 0.8, 1.
+    fp, pro_sum = np.array([5.0, 2.0, 0.0]), np.array([0.5, 0.8, 1.0])
+    expected = (0.6 * (0.5 + 0.8) + 0.4 * (0.8 + 1.0)) / 2
+    with np.errstate(all="raise"):  # undefined cases return nan before dividing by zero
+        assert curves.aupro_anomalyclip(fp, 20.0, pro_sum, 1) == pytest.approx(expected, abs=1e-15)
+        assert np.isnan(curves.aupro_anomalyclip(fp, 0.0, pro_sum, 1))
+        assert np.isnan(curves.aupro_anomalyclip(fp, 20.0, pro_sum, 0))
+        assert np.isnan(curves.aupro(np.array([0.0, 0.0]), np.array([0.0, 1.0]), 1))
+        assert np.isnan(curves.aupro(np.array([3.0, 1.0]), np.array([0.0, 0.0]), 0))
