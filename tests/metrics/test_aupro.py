@@ -133,12 +133,33 @@ def test_float32_counts_are_accumulated_in_float64():
 
 
 def test_anomalyclip_aupro_single_region_and_no_numpy_warnings():
-    # One region (PRO is the region's fraction): FPR 0.25, 0.1, 0 -> rescaled 1, 0.4, 0; PRO 0.5, 0.8, 1.
-    fp, pro_sum = np.array([5.0, 2.0, 0.0]), np.array([0.5, 0.8, 1.0])
-    expected = (0.6 * (0.5 + 0.8) + 0.4 * (0.8 + 1.0)) / 2
+    # One region (PRO is the region's fraction): FPR 0.25, 0.1, 0 -> rescaled 1, 0.4, 0; PRO 0.5, 0.75, 1.
+    fp, pro_sum = np.array([5.0, 2.0, 0.0]), np.array([0.5, 0.75, 1.0])
+    expected = (0.6 * (0.5 + 0.75) + 0.4 * (0.75 + 1.0)) / 2
     with np.errstate(all="raise"):  # undefined cases return nan before dividing by zero
         assert curves.aupro_anomalyclip(fp, 20.0, pro_sum, 1) == pytest.approx(expected, abs=1e-15)
+        # float32 counts are divided in float64 (float32 would move 0.1 by 1.5e-9 and the area by 1e-9).
+        got32 = curves.aupro_anomalyclip(fp.astype(np.float32), 20.0, pro_sum.astype(np.float32), 1)
+        assert got32 == pytest.approx(expected, abs=1e-15)
         assert np.isnan(curves.aupro_anomalyclip(fp, 0.0, pro_sum, 1))
         assert np.isnan(curves.aupro_anomalyclip(fp, 20.0, pro_sum, 0))
         assert np.isnan(curves.aupro(np.array([0.0, 0.0]), np.array([0.0, 1.0]), 1))
         assert np.isnan(curves.aupro(np.array([3.0, 1.0]), np.array([0.0, 0.0]), 0))
+
+
+def test_aupro_edge_histograms():
+    with np.errstate(all="raise"):
+        assert np.isnan(curves.aupro(np.zeros(0), np.zeros(0), 0))
+        assert np.isnan(curves.aupro(np.zeros(0), np.zeros(0), 1))
+    # A single normal pixel is enough: it lies below the region, so PRO is 1 from FPR 0.
+    assert curves.aupro(np.array([1, 0]), np.array([0.0, 1.0]), 1) == pytest.approx(1.0, abs=1e-15)
+    # ... and above it: FPR reaches 1 before any PRO, so the area up to 0.3 is 0.
+    assert curves.aupro(np.array([0, 1]), np.array([1.0, 0.0]), 1) == 0.0
+
+
+def test_single_region_weights():
+    mask = np.zeros((4, 4), bool)
+    mask[1:3, 0:2] = True
+    weights, n_regions = pro.region_weights(mask)
+    assert n_regions == 1
+    np.testing.assert_array_equal(weights, [0.25] * 4)
