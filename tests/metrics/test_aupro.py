@@ -163,3 +163,13 @@ def test_single_region_weights():
     weights, n_regions = pro.region_weights(mask)
     assert n_regions == 1
     np.testing.assert_array_equal(weights, [0.25] * 4)
+
+
+def test_anomalyclip_aupro_rescales_from_the_smallest_kept_fpr():
+    # Even the highest threshold has false positives: FPR 0.25, 0.15, 0.05 -> rescaled 1, 0.5, 0.
+    # Three regions, so PRO = pro_sum / 3 (1/3 and 2/3 are inexact in float32: the division is float64).
+    fp, pro_sum = np.array([5.0, 3.0, 1.0]), np.array([1.0, 2.0, 3.0])
+    expected = (0.5 * (1 / 3 + 2 / 3) + 0.5 * (2 / 3 + 1.0)) / 2
+    assert curves.aupro_anomalyclip(fp, 20.0, pro_sum, 3) == pytest.approx(expected, abs=1e-15)
+    got32 = curves.aupro_anomalyclip(fp.astype(np.float32), 20.0, pro_sum.astype(np.float32), 3)
+    assert got32 == pytest.approx(expected, abs=1e-15)
