@@ -173,3 +173,13 @@ def test_anomalyclip_aupro_rescales_from_the_smallest_kept_fpr():
     assert curves.aupro_anomalyclip(fp, 20.0, pro_sum, 3) == pytest.approx(expected, abs=1e-15)
     got32 = curves.aupro_anomalyclip(fp.astype(np.float32), 20.0, pro_sum.astype(np.float32), 3)
     assert got32 == pytest.approx(expected, abs=1e-15)
+
+
+def test_aupro_keeps_the_segment_before_the_cut():
+    # Points (FPR, PRO): (0, 0), (0.1, 0.5), (1, 1). The limit 0.3 falls in the second segment, so
+    # the area is the first trapezoid plus the interpolated part of the second.
+    neg, pos_weight = np.array([9, 1]), np.array([0.5, 0.5])
+    y_cut = 0.5 + 0.5 * (0.3 - 0.1) / (1 - 0.1)
+    expected = (0.1 * 0.5 / 2 + 0.2 * (0.5 + y_cut) / 2) / 0.3
+    assert expected == pytest.approx(_area_to([0.1, 1.0], [0.5, 1.0], 0.3), abs=1e-15)
+    assert curves.aupro(neg, pos_weight, 1) == pytest.approx(expected, abs=1e-15)
