@@ -141,3 +141,12 @@ def test_float32_counts_are_summed_in_float64():
     for fn in (curves.auroc, curves.f1_max, curves.average_precision):
         assert fn(neg32, pos32) == fn(neg64, pos64)
         assert fn(pos32, neg32) == fn(pos64, neg64)  # the large count on the anomalous side
+
+
+def test_absent_class_is_nan_without_dividing_by_zero():
+    # The class check comes first: numpy must not be asked for 0 / 0 (a RuntimeWarning in every log).
+    with np.errstate(all="raise"):
+        assert np.isnan(curves.auroc(np.array([3, 1]), np.array([0, 0])))
+        assert np.isnan(curves.auroc(np.array([0, 0]), np.array([2, 5])))
+        assert np.isnan(curves.average_precision(np.array([3, 1]), np.array([0, 0])))
+        assert np.isnan(curves.f1_max(np.array([3, 1]), np.array([0, 0])))
