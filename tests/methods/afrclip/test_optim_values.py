@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from src.methods.afrclip.sp import SelfPrompting
+from src.seeding import derived_seed
 
 from .conftest import build_valued
 from .test_forward_values import CONFIGS
@@ -78,11 +79,11 @@ def test_explicit_betas_and_no_decay(cnn_file):
 
 
 def test_learnable_prompts_start_as_n_0_002():
-    """P_l = 0.02 * N(0, 1) exactly for a given seed, and its spread is 0.02 on a wide prompt."""
+    """P_l = 0.02 * N(0, 1) exactly, drawn from its own generator seeded by (run seed, "afr.sp.pl")."""
     torch.manual_seed(11)
     sp = SelfPrompting(width=C, num_prompts=K, source_dim=8, use_pv=False)
-    torch.manual_seed(11)
-    assert torch.equal(sp.pl.detach(), torch.randn(K, C) * 0.02)
+    own = torch.Generator().manual_seed(derived_seed("afr.sp.pl", base=11))
+    assert torch.equal(sp.pl.detach(), torch.randn(K, C, generator=own) * 0.02)
     torch.manual_seed(12)
     wide = SelfPrompting(width=1024, num_prompts=K, source_dim=8).pl.detach()
     assert wide.std().item() == pytest.approx(0.02, rel=0.05)
