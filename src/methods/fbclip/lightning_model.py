@@ -131,8 +131,15 @@ class FBCLIP(AnomalyModule):
             scr_w_margin=scr_w_margin,
         )
         self.release_ignored: list[str] = []
+        self.release_loaded = bool(release_checkpoint)
         if release_checkpoint:
             self.release_ignored = load_release_checkpoint(self.model, release_checkpoint)
+
+    @property
+    def is_trainable(self) -> bool:
+        # The authors' trained weights are scored as they are: training them further would change
+        # what is being evaluated, and `test` must not ask for a checkpoint of ours.
+        return super().is_trainable and not self.release_loaded
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = self.model(batch["image"])

@@ -68,6 +68,8 @@ def test_release_checkpoint_loads(tmp_path):
     # Every trainable parameter was overwritten.
     state, _ = convert_release_state(ckpt)
     assert {n for n, p in m.named_parameters() if p.requires_grad} == set(state)
+    # The authors' weights are evaluated, never trained further (the launcher fits only trainable models).
+    assert module.is_trainable and not loaded.is_trainable
 
 
 def test_release_name_errors(tmp_path):
