@@ -13,28 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# APRIL-GAN's state phrases and 35 templates (RESOLUTION B15); "normal {}" is an option (``add_normal_state``).
+from src.april_gan_prompts import ABNORMAL_STATES, NORMAL_STATES, TEMPLATES
+
 PROMPT_SETS = ("ensemble", "pair")
 
-#: APRIL-GAN's state phrases (RESOLUTION B15). "normal {}" is an option (``add_normal_state``).
-NORMAL_STATES = (
-    "{}", "flawless {}", "perfect {}", "unblemished {}", "{} without flaw", "{} without defect", "{} without damage",
-)
-ABNORMAL_STATES = ("damaged {}", "broken {}", "{} with flaw", "{} with defect", "{} with damage")
-
-#: APRIL-GAN's 35 templates (CLIP's ImageNet templates plus five scene sentences).
-TEMPLATES = (
-    "a bad photo of a {}.", "a low resolution photo of the {}.", "a bad photo of the {}.",
-    "a cropped photo of the {}.", "a bright photo of a {}.", "a dark photo of the {}.", "a photo of my {}.",
-    "a photo of the cool {}.", "a close-up photo of a {}.", "a black and white photo of the {}.",
-    "a bright photo of the {}.", "a cropped photo of a {}.", "a jpeg corrupted photo of a {}.",
-    "a blurry photo of the {}.", "a photo of the {}.", "a good photo of the {}.", "a photo of one {}.",
-    "a close-up photo of the {}.", "a photo of a {}.", "a low resolution photo of a {}.", "a photo of a large {}.",
-    "a blurry photo of a {}.", "a jpeg corrupted photo of the {}.", "a good photo of a {}.",
-    "a photo of the small {}.", "a photo of the large {}.", "a black and white photo of a {}.",
-    "a dark photo of a {}.", "a photo of a cool {}.", "a photo of a small {}.", "there is a {} in the scene.",
-    "there is the {} in the scene.", "this is a {} in the scene.", "this is the {} in the scene.",
-    "this is one {} in the scene.",
-)
 
 
 def build_prompts(
