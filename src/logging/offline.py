@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,8 +118,14 @@ class OfflineRun:
         return {k for row in self.history for k in row}
 
 
-def read_offline_run(path: str | Path) -> OfflineRun:
-    """Parse a run folder (``.../wandb/offline-run-<ts>-<id>``) or a folder holding exactly one."""
+def read_offline_run(path: str | Path, wait_s: float = 0.0) -> OfflineRun:
+    """Parse a run folder (``.../wandb/offline-run-<ts>-<id>``) or a folder holding exactly one.
+
+    ``wandb.finish()`` can return before W&B's service process has flushed the file's last block
+    (seen on a loaded machine: a 64 KiB file whose final chunks were still unwritten), so a run
+    without its ``exit`` record is re-read every 0.2 s for up to ``wait_s`` seconds; still
+    incomplete after that, it is an error rather than a silently partial result.
+    """
     path = Path(path)
     files = list(path.glob("run-*.wandb"))
     if not files:
@@ -126,8 +133,22 @@ def read_offline_run(path: str | Path) -> OfflineRun:
         if len(runs) != 1:
             raise OfflineRunError(f"{path} holds {len(runs)} W&B runs; pass one of them: {[str(r) for r in runs]}")
         path, files = runs[0], list(runs[0].glob("run-*.wandb"))
+    deadline = time.monotonic() + wait_s
+    while True:
+        run = _parse_run(path, files[0])
+        if run.exit_code is not None:
+            return run
+        if time.monotonic() >= deadline:
+            raise OfflineRunError(
+                f"{files[0]} has no exit record: the run is unfinished or W&B is still writing it "
+                f"(waited {wait_s:g} s; pass wait_s= to wait longer)"
+            )
+        time.sleep(0.2)
+
+
+def _parse_run(path: Path, file: Path) -> OfflineRun:
     run = OfflineRun(path=path)
-    for record in read_records(files[0]):
+    for record in read_records(file):
         kind = record.WhichOneof("record_type")
         if kind == "run":
             info = record.run

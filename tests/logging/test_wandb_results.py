@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
+import threading
 
 import lightning as L
 import numpy as np
 import pytest
 
 from src.logging import WandbResults, per_category_rows, read_offline_run
+from src.logging.offline import OfflineRunError
 from src.logging.samples import Sample, SampleStore, load_samples
 from src.metrics.accumulator import METRICS
 from src.metrics.callback import MetricsCallback
@@ -43,7 +46,7 @@ def test_logged_values_and_tables_read_back(tmp_path, offline) -> None:
     wandb.finish()
     results = metrics.results
 
-    run = read_offline_run(tmp_path / "wandb")
+    run = read_offline_run(tmp_path / "wandb", wait_s=120)
     assert run.config["ablation"] == {"table": "t", "row": "r"} and run.config["blob"] == blob
     assert run.group == "t" and "tiny" in run.tags
     for metric in ("image_auroc", "pixel_auroc", "pixel_aupro"):
@@ -63,6 +66,20 @@ def test_logged_values_and_tables_read_back(tmp_path, offline) -> None:
     for category in CATEGORIES:
         (image,) = run.values(f"test/figures/{category}")
         assert image["_type"] == "image-file" and (run.files_dir / image["path"]).stat().st_size > 1000
+    _unflushed_tail_is_waited_for_or_refused(run.path, tmp_path / "copy")
+
+
+def _unflushed_tail_is_waited_for_or_refused(run_dir, copy_dir) -> None:
+    # A file cut at a block boundary is what a reader sees when wandb.finish() returned before W&B's
+    # service flushed the last block: it must not parse as a run with an empty config.
+    shutil.copytree(run_dir, copy_dir)
+    (log_file,) = copy_dir.glob("run-*.wandb")
+    whole = log_file.read_bytes()
+    log_file.write_bytes(whole[:32768])
+    with pytest.raises(OfflineRunError, match="no exit record"):
+        read_offline_run(copy_dir)
+    threading.Timer(0.5, log_file.write_bytes, args=(whole,)).start()
+    assert read_offline_run(copy_dir, wait_s=30).config["ablation"] == {"table": "t", "row": "r"}
 
 
 def test_figures_without_wandb_keep_lowest_indices(tmp_path) -> None:
