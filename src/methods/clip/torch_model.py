@@ -78,9 +78,6 @@ class CLIPBaselineModel(nn.Module):
         taps = self.backbone.encode_image_layers(images, self.layers)
         self._memory[key] = [F.normalize(t[:, 1:].reshape(-1, t.shape[-1]), dim=-1) for t in taps]
 
-    def has_references(self, key: str) -> bool:
-        return key in self._memory
-
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
     def forward(
