@@ -45,8 +45,8 @@ def _how_to_fix(model_name: str, tag: str) -> str:
         f"downloaded (offline?). Either copy the checkpoint to this machine and pass its path, e.g. "
         f"`--model.init_args.pretrained=/path/to/{model_name}.pt` (any open_clip state dict or the "
         f"OpenAI JIT archive), or point open_clip's cache at a folder that holds it "
-        f"(`--model.init_args.weights_cache_dir=...`, HF_HOME). For smoke runs on random weights "
-        f"use `pretrained: none` or `auto` (results are then labelled random-init)."
+        f"(`--model.init_args.weights_cache_dir=...`, HF_HOME). To run on random weights "
+        f"instead, pass `--model.init_args.pretrained=none` (or `auto`; results are then labelled random-init)."
     )
 
 
