@@ -137,6 +137,7 @@ class CLIPBackbone(VisionTower, TextTower, nn.Module):
 
     @property
     def num_patches(self) -> int:
+        """Patch tokens per image, ``L = gh * gw``."""
         return self.grid_size[0] * self.grid_size[1]
 
     def describe(self) -> dict:

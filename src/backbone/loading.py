@@ -31,6 +31,7 @@ def register_suite_configs() -> None:
 
 
 def available_models() -> list[str]:
+    """Every architecture name open_clip knows, the suite's test configs included."""
     register_suite_configs()
     return open_clip.list_models()
 
@@ -47,6 +48,7 @@ def quick_gelu_required(model_name: str, pretrained: str) -> bool:
 
 
 def pair(value: int | Sequence[int]) -> tuple[int, int]:
+    """``value`` as an (h, w) pair of ints (open_clip stores sizes as an int or a pair)."""
     if isinstance(value, int):
         return value, value
     return int(value[0]), int(value[1])

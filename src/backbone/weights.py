@@ -219,6 +219,7 @@ def default_tag(model_name: str) -> str | None:
 
 
 def warn_random_init(model_name: str, why: str) -> None:
+    """Warn loudly that ``model_name`` runs on random weights, and why."""
     bar = "!" * 78
     warnings.warn(
         f"\n{bar}\nRANDOM-INIT BACKBONE: {model_name} runs on random weights ({why}).\n"

@@ -68,6 +68,7 @@ class CLIPBaselineModel(nn.Module):
         return self._text_cache[object_name]
 
     def clear_caches(self) -> None:
+        """Forget the cached text embeddings and the k-shot memories."""
         self._text_cache.clear()
         self._memory.clear()
 
