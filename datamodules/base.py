@@ -84,6 +84,7 @@ class SampleHook:
     """
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator, pool: list[np.ndarray]) -> dict[str, Any]:
+        """Return ``sample`` with the hook's keys added; ``rng`` is the sample's generator, ``pool`` the other shots."""
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(sample, rng, pool)")
 
 

@@ -335,6 +335,7 @@ class BuiltinReader(FolderReader):
         self.cache_dir = cache_dir
 
     def resolve_root(self, root: str | os.PathLike | None) -> Path:
+        """The folder to use: ``root`` if given, else the generated benchmark's cache folder."""
         return Path(root).expanduser() if root is not None else builtin_root(self.cache_dir)
 
     def prepare(self, root: str | os.PathLike | None) -> Path:
@@ -342,9 +343,11 @@ class BuiltinReader(FolderReader):
         return ensure_builtin(self.resolve_root(root))
 
     def categories(self, root: str | os.PathLike | None = None) -> list[str]:
+        """The categories of this half of the built-in benchmark (fixed, known before generation)."""
         return list(self.known_categories or ())
 
     def read(self, root: str | os.PathLike | None, split: str, categories: Sequence[str] | None = None) -> list[Sample]:
+        """The samples of ``split``, generating the benchmark first if it is not there yet."""
         path = self.prepare(root)
         stamp = _stamp(path)
         selected = self.select(path, categories)

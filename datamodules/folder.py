@@ -45,6 +45,7 @@ class DatasetReader(ABC):
         """Records of ``split`` ("train" or "test") for ``categories`` (None = all), category-major."""
 
     def check_root(self, root: str | os.PathLike | None) -> Path:
+        """``root`` as an existing folder, or a :class:`DatasetError` saying how to set it."""
         if root is None:
             raise DatasetError(
                 f"{self.name}: no dataset root given; set it with --data.init_args.root=<folder> "
@@ -110,6 +111,7 @@ class FolderReader(DatasetReader):
         self.known_categories = list(known_categories) if known_categories is not None else None
 
     def categories(self, root: str | os.PathLike | None) -> list[str]:
+        """Category names: the fixed list when the dataset has one, else the sub-folders of ``root``."""
         if self.known_categories is not None:  # fixed list: usable before the data is there
             return list(self.known_categories)
         path = self.check_root(root)
@@ -126,6 +128,7 @@ class FolderReader(DatasetReader):
         return found
 
     def read(self, root: str | os.PathLike, split: str, categories: Sequence[str] | None = None) -> list[Sample]:
+        """The samples of ``split`` (``train`` or ``test``) of the selected categories."""
         _check_split(split)
         path = self.check_root(root)
         samples: list[Sample] = []

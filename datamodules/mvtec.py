@@ -81,6 +81,7 @@ class MVTecReader(FolderReader):
         self.check_counts = check_counts
 
     def read(self, root: str | os.PathLike, split: str, categories: Sequence[str] | None = None) -> list[Sample]:
+        """The folder layout's samples, with the published per-category counts checked on a full MVTec AD."""
         samples = super().read(root, split, categories)
         selected = self.select(root, categories)
         if self.check_counts and sorted(selected) == sorted(MVTEC_CATEGORIES):

@@ -23,6 +23,7 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle for ``epoch`` (as ``DistributedSampler.set_epoch``)."""
         self.epoch = epoch
 
     def __iter__(self) -> Iterator[int]:

@@ -236,6 +236,7 @@ def generate(name: str, root: str | Path, size: int = 16, seed: int = 0) -> Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: write the stand-in folders of one dataset (or all); returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m datamodules.standins", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("dataset", choices=[*STANDINS, "all"])

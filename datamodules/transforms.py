@@ -72,12 +72,15 @@ class PilBicubicResize(A.DualTransform):
         self.mask_interpolation = mask_interpolation
 
     def apply(self, img: np.ndarray, **params: Any) -> np.ndarray:
+        """Resize an (H, W, 3) uint8 image with PIL's antialiased bicubic."""
         return np.asarray(Image.fromarray(img).resize((self.width, self.height), Image.Resampling.BICUBIC))
 
     def apply_to_mask(self, mask: np.ndarray, **params: Any) -> np.ndarray:
+        """Resize a mask with the configured OpenCV interpolation."""
         return cv2.resize(mask, (self.width, self.height), interpolation=self.mask_interpolation)
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
+        """Constructor argument names, for albumentations' serialisation."""
         return ("height", "width", "mask_interpolation")
 
 

@@ -58,9 +58,11 @@ class VisaReader(DatasetReader):
         self.check_counts = check_counts
 
     def categories(self, root: str | os.PathLike | None = None) -> list[str]:
+        """VisA's twelve categories (a fixed list)."""
         return list(VISA_CATEGORIES)
 
     def read(self, root: str | os.PathLike, split: str, categories: Sequence[str] | None = None) -> list[Sample]:
+        """The samples of ``split`` as VisA's ``split_csv/1cls.csv`` assigns them."""
         _check_split(split)
         path = self.check_root(root)
         selected = self.select(path, categories)

@@ -45,8 +45,8 @@ def _how_to_fix(model_name: str, tag: str) -> str:
         f"downloaded (offline?). Either copy the checkpoint to this machine and pass its path, e.g. "
         f"`--model.init_args.pretrained=/path/to/{model_name}.pt` (any open_clip state dict or the "
         f"OpenAI JIT archive), or point open_clip's cache at a folder that holds it "
-        f"(`--model.init_args.weights_cache_dir=...`, HF_HOME). For smoke runs on random weights "
-        f"use `pretrained: none` or `auto` (results are then labelled random-init)."
+        f"(`--model.init_args.weights_cache_dir=...`, HF_HOME). To run on random weights "
+        f"instead, pass `--model.init_args.pretrained=none` (or `auto`; results are then labelled random-init)."
     )
 
 
@@ -219,6 +219,7 @@ def default_tag(model_name: str) -> str | None:
 
 
 def warn_random_init(model_name: str, why: str) -> None:
+    """Warn loudly that ``model_name`` runs on random weights, and why."""
     bar = "!" * 78
     warnings.warn(
         f"\n{bar}\nRANDOM-INIT BACKBONE: {model_name} runs on random weights ({why}).\n"

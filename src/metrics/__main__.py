@@ -119,6 +119,7 @@ def evaluate(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line: score ``PRED.npz`` and write the metrics; returns the exit status."""
     parser = argparse.ArgumentParser(prog="python -m src.metrics", description=__doc__.split("\n\n")[0])
     parser.add_argument("predictions", help="path to PRED.npz")
     parser.add_argument("--aupro-variant", choices=AUPRO_VARIANTS, default="exact")

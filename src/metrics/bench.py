@@ -97,6 +97,7 @@ def make_batch(
 
 
 def run(n_images: int = 1725, size: int = 518, seed: int = 0, num_bins: int = 2**20) -> dict:
+    """Time and measure the metrics on ``n_images`` synthetic predictions of ``size`` pixels."""
     rng = np.random.default_rng(seed)
     rows = plan(n_images, seed)
     grid = max(size // 14, 2)
@@ -155,6 +156,7 @@ def format_table(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Command line of ``python -m src.metrics.bench``."""
     parser = argparse.ArgumentParser(prog="python -m src.metrics.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=1725, help="number of test images (default: MVTec AD's 1725)")
     parser.add_argument("--size", type=int, default=518, help="evaluation size in pixels (default 518)")

@@ -45,16 +45,19 @@ class BinaryCurve:
 
     @classmethod
     def from_histogram(cls, neg: np.ndarray, pos: np.ndarray) -> BinaryCurve:
+        """The curve of per-bin negative and positive counts (bins in ascending score order)."""
         fp = np.cumsum(np.asarray(neg, dtype=np.float64)[::-1])
         tp = np.cumsum(np.asarray(pos, dtype=np.float64)[::-1])
         return cls(fp, tp)
 
     @property
     def n_neg(self) -> float:
+        """Number of negatives."""
         return float(self.fp[-1]) if self.fp.size else 0.0
 
     @property
     def n_pos(self) -> float:
+        """Number of positives."""
         return float(self.tp[-1]) if self.tp.size else 0.0
 
     def auroc(self) -> float:

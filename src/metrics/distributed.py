@@ -10,10 +10,12 @@ import torch.distributed as dist
 
 
 def is_distributed() -> bool:
+    """True inside an initialised process group of more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def rank_and_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) outside a process group."""
     if not is_distributed():
         return 0, 1
     return dist.get_rank(), dist.get_world_size()

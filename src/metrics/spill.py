@@ -35,6 +35,7 @@ class SpillRecord:
 
     @property
     def pixels(self) -> int:
+        """Pixels per map."""
         return self.height * self.width
 
 
@@ -55,6 +56,7 @@ class SpillStore:
 
     @property
     def directory(self) -> Path | None:
+        """The spill folder, or None before the first write."""
         return self._dir
 
     def _open(self, category: str) -> tuple[BinaryIO, BinaryIO]:
@@ -100,12 +102,15 @@ class SpillStore:
         )
 
     def categories(self) -> list[str]:
+        """Categories with spilled records."""
         return list(self._records)
 
     def records(self, category: str) -> list[SpillRecord]:
+        """The spilled records of ``category`` (empty if none)."""
         return self._records.get(category, [])
 
     def flush(self) -> None:
+        """Flush every open spill file."""
         for files in self._files.values():
             for f in files:
                 f.flush()

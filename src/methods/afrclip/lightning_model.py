@@ -79,15 +79,18 @@ class AFRCLIP(AnomalyModule):
         )
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Evaluation outputs: ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,)."""
         out = self.model(batch["image"], batch["category"])
         return {"anomaly_map": out.anomaly_map, "pred_score": out.pred_score}
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The loss terms of one training batch (see ``losses.afr_losses``)."""
         out = self.model(batch["image"], batch["category"])
         return afr_losses(out.stage_logits, self.model.backbone.grid_size, batch["mask"], batch["label"],
                           gamma=self.hparams.focal_gamma)
 
     def configure_optimizers(self) -> dict[str, Any]:
+        """Adam over the trainable parameters, with the ``lr_decay`` schedule (per epoch)."""
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
         if self.hparams.lr_decay == "none":
@@ -97,6 +100,7 @@ class AFRCLIP(AnomalyModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "epoch"}}
 
     def results_meta(self) -> dict[str, Any]:
+        """The run's description: backbone, SP source and which frozen parts are random-init."""
         meta = super().results_meta()
         meta.update(self.model.describe())
         # Any random-init frozen part makes the run's numbers meaningless for the method.

@@ -50,6 +50,7 @@ class CLIPBaseline(AnomalyModule):
         self.few_shot = few_shot
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Evaluation outputs: ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,)."""
         names = [object_name(c) for c in batch["category"]]
         keys = list(batch["category"]) if self.few_shot else None
         return self.model(batch["image"], names, keys)
@@ -68,17 +69,21 @@ class CLIPBaseline(AnomalyModule):
             self.model.set_references(category, refs)
 
     def on_test_start(self) -> None:
+        """Drop cached text and references, then load this test run's k-shot references."""
         self.model.clear_caches()
         self._load_references()
 
     def on_validation_start(self) -> None:
+        """Drop cached text and references, then load this validation run's k-shot references."""
         self.model.clear_caches()
         self._load_references()
 
     def configure_optimizers(self) -> None:
+        """No optimiser: the baseline is training-free."""
         return None
 
     def results_meta(self) -> dict[str, Any]:
+        """The run's description, with the tapped layers and the mode."""
         meta = super().results_meta()
         meta.update({"layers": self.model.layers, "few_shot": self.few_shot})
         return meta

@@ -68,6 +68,7 @@ class CLIPBaselineModel(nn.Module):
         return self._text_cache[object_name]
 
     def clear_caches(self) -> None:
+        """Forget the cached text embeddings and the k-shot memories."""
         self._text_cache.clear()
         self._memory.clear()
 
@@ -77,9 +78,6 @@ class CLIPBaselineModel(nn.Module):
         """Store the patch tokens of (k, 3, H, W) reference images under ``key`` (a category)."""
         taps = self.backbone.encode_image_layers(images, self.layers)
         self._memory[key] = [F.normalize(t[:, 1:].reshape(-1, t.shape[-1]), dim=-1) for t in taps]
-
-    def has_references(self, key: str) -> bool:
-        return key in self._memory
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()

@@ -139,9 +139,11 @@ class FBCLIP(AnomalyModule):
     def is_trainable(self) -> bool:
         # The authors' trained weights are scored as they are: training them further would change
         # what is being evaluated, and `test` must not ask for a checkpoint of ours.
+        """False when the authors' released weights are loaded."""
         return super().is_trainable and not self.release_loaded
 
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Evaluation outputs: ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,)."""
         out = self.model(batch["image"])
         return {"anomaly_map": out.anomaly_map, "pred_score": out.pred_score}
 
@@ -161,5 +163,6 @@ class FBCLIP(AnomalyModule):
         }
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam (lr, beta1, beta2) over the trainable parameters, no schedule."""
         hp = self.hparams
         return torch.optim.Adam(self.model.trainable_parameters(), lr=hp.lr, betas=(hp.beta1, hp.beta2))

@@ -107,18 +107,6 @@ def semantic_view(tokens: torch.Tensor, p: torch.Tensor, alpha: float = 0.6) -> 
     return torch.cat([cls, alpha * mixed + (1 - alpha) * x], dim=1)
 
 
-def semantic_view_dense(tokens: torch.Tensor, p: torch.Tensor, alpha: float = 0.6) -> torch.Tensor:
-    """Reference form of :func:`semantic_view` with the explicit (B, L, L) matrices (tests only)."""
-    cls, x = tokens[:, :1], tokens[:, 1:]
-    c = F.cosine_similarity(x, cls, dim=-1)
-    r = 1 - c
-    f = torch.softmax(r.unsqueeze(-1) * p.unsqueeze(-1) * p.unsqueeze(1), dim=-1)
-    g = torch.softmax(c.unsqueeze(-1) * (1 - p).unsqueeze(-1) * (1 - p).unsqueeze(1), dim=-1)
-    p_ = p.unsqueeze(-1)
-    mixed = p_ * (f @ x) + (1 - p_) * (g @ x)
-    return torch.cat([cls, alpha * mixed + (1 - alpha) * x], dim=1)
-
-
 def spatial_view(tokens: torch.Tensor, p: torch.Tensor, grid: tuple[int, int], window: int = 5) -> torch.Tensor:
     """SPA view: 5x5 local fg/bg aggregation with soft-count normalisation. (B, 1 + L, C) -> same.
 

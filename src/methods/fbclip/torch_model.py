@@ -241,4 +241,5 @@ class FBCLIPModel(nn.Module):
         return scr_loss(out.sets[-1], out.text, **self.scr_args)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters that train (the backbone is frozen)."""
         return [p for p in self.parameters() if p.requires_grad]

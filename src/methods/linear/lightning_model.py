@@ -64,18 +64,22 @@ class LinearProbe(AnomalyModule):
         return {"anomaly_map": out.anomaly_map, "pred_score": out.anomaly_map.flatten(1).amax(1)}
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The loss terms of one training batch (see ``losses.linear_losses``)."""
         out = self.model(batch["image"], [object_name(c) for c in batch["category"]])
         return linear_losses(out.layer_logits, self.model.backbone.grid_size, batch["mask"],
                              gamma=self.hparams.focal_gamma)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam over the linear layers, no schedule."""
         params = [p for p in self.parameters() if p.requires_grad]
         return torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
 
     def on_test_start(self) -> None:
+        """Drop the cached text embeddings (the categories of this test run may differ)."""
         self.model.clear_caches()
 
     def results_meta(self) -> dict[str, Any]:
+        """The run's description, with the tapped layers."""
         meta = super().results_meta()
         meta["layers"] = self.model.layers
         return meta

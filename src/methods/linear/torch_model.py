@@ -90,6 +90,7 @@ class LinearProbeModel(nn.Module):
         return feats
 
     def clear_caches(self) -> None:
+        """Forget the cached text embeddings."""
         self._text_cache.clear()
 
     def forward(self, images: torch.Tensor, object_names: Sequence[str]) -> LinearOutput:

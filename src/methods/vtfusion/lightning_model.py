@@ -22,6 +22,7 @@ try:  # readable prompt nouns (metal_nut -> "metal nut"); the datamodule package
 except ImportError:  # pragma: no cover - fallback documented in the README
 
     def object_name(category: str) -> str:
+        """Fallback noun for a category when ``datamodules.names`` is absent."""
         return category.replace("_", " ")
 
 
@@ -169,9 +170,11 @@ class VTFusion(AnomalyModule):
 
     # ------------------------------------------------------------------ forward and losses
     def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Evaluation outputs: ``anomaly_map`` and ``pred_score`` of the fused map."""
         return self.model(batch["image"])
 
     def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The loss terms of one batch; needs DAS's ``synthetic_image`` and ``synthetic_mask``."""
         for key in ("synthetic_image", "synthetic_mask"):
             if key not in batch:
                 raise KeyError(
@@ -188,6 +191,7 @@ class VTFusion(AnomalyModule):
         return weighted
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
+        """Adam (amsgrad) with two groups: ``lr_aie`` for the linears and adaptors, ``lr_other`` for the rest."""
         groups = self.model.parameter_groups()
         lrs = {"aie": self.hparams.lr_aie, "other": self.hparams.lr_other}
         param_groups = [{"params": params, "lr": lrs[name], "name": name} for name, params in groups.items() if params]
@@ -195,6 +199,7 @@ class VTFusion(AnomalyModule):
 
     # ------------------------------------------------------------------ results and checkpoints
     def results_meta(self) -> dict[str, Any]:
+        """The run's description, with the category, its shots and the loss weights."""
         meta = super().results_meta()
         hp = self.hparams
         meta.update(
@@ -215,10 +220,12 @@ class VTFusion(AnomalyModule):
         return meta
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the category and its shots beside the weights."""
         super().on_save_checkpoint(checkpoint)
         checkpoint["vtfusion"] = {"category": self.category, "shots": list(self.shot_paths)}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the category and its shots saved by :meth:`on_save_checkpoint`."""
         super().on_load_checkpoint(checkpoint)
         extra = checkpoint.get("vtfusion", {})
         self.category = extra.get("category", self.category)

@@ -58,3 +58,14 @@ def test_bench_row_builds_the_probe_as_make_train_does():
     with torch.no_grad():
         out = fn(torch.randn(1, 3, 64, 64))
     assert out.anomaly_map.shape == (1, 8, 8) and len(model.linears) == 3
+
+
+def test_paper_setting_equals_the_readme_table():
+    from ..config_tables import ROOT, flatten, readme_table
+
+    table = readme_table(ROOT / "src/methods/linear/README.md", "Paper setting, value by value")
+    flat = {k: v for k, v in flatten(yaml.safe_load((EXPERIMENTS / "methods/linear.yaml").read_text())).items()
+            if k != "model.class_path"}
+    assert set(flat) == set(table), set(flat) ^ set(table)
+    assert all(flat[k] == v and type(flat[k]) is type(v) for k, v in table.items()), \
+        {k: (flat[k], v) for k, v in table.items() if flat[k] != v}

@@ -9,11 +9,11 @@ import pytest
 from src.methods.vtfusion.das import (
     DAS_TYPES,
     DASHook,
-    _changed,
-    _dilate,
     foreground_mask,
     synthesize,
 )
+from src.methods.vtfusion.das_regions import changed as changed_pixels
+from src.methods.vtfusion.das_regions import dilate
 
 from .helpers import object_image, textured_image
 
@@ -31,14 +31,14 @@ def test_each_type_edits_only_its_mask_and_is_non_empty(kind: str) -> None:
         assert edit.image.min() >= 0.0 and edit.image.max() <= 1.0
         assert set(np.unique(edit.mask)) <= {0.0, 1.0}
         empty += not edit.mask.any()
-        changed = _changed(image, edit.image)
+        changed = changed_pixels(image, edit.image)
         # Changes outside the mask only within 3 px of the edited region (feathering,
         # anti-aliasing); for misplaced/blur also the region pixels the 5x5 median unlabelled.
         allowed = edit.mask > 0
         if kind in ("misplaced", "blur"):
-            allowed |= _dilate(edit.region, 3)
+            allowed |= dilate(edit.region, 3)
         elif kind == "crack":
-            allowed |= _dilate(edit.mask > 0, 3)
+            allowed |= dilate(edit.mask > 0, 3)
         assert not (changed & ~allowed).any(), f"{kind} seed {seed} changed pixels outside mask + border"
         if kind == "noise":
             assert np.array_equal(edit.mask > 0, edit.region)
@@ -58,7 +58,7 @@ def test_combined_mask_is_union_of_several_types() -> None:
     image = textured_image(SIZE)
     edit = synthesize(image, np.random.default_rng(3), DAS_TYPES, combined_prob=1.0)
     assert edit.mask.any()
-    assert not (_changed(image, edit.image) & ~_dilate(edit.region | (edit.mask > 0), 3)).any()
+    assert not (changed_pixels(image, edit.image) & ~dilate(edit.region | (edit.mask > 0), 3)).any()
 
 
 def test_foreground_mask_finds_the_object_and_falls_back_on_textures() -> None:
