@@ -53,10 +53,10 @@ def test_make_ablate_and_compare_run_the_toy_method(toy, tmp_path: Path) -> None
     assert tables.main(["--runs-root", root, "--no-wandb", "ablate", "--method", "toy", "--table", "lr"]) == 0
     table = (tmp_path / "tables" / "toy-lr.csv").read_text().splitlines()
     assert table[0].startswith("row,lr,I-AUROC,I-AUROC paper") and [r.split(",")[0] for r in table[1:]] == [
-        "frozen", "default"]
+        "fast", "default"]
     assert tables.main(["--runs-root", root, "--no-wandb", "compare", "--methods", "toy"]) == 0
     compared = (tmp_path / "tables" / "compare-zero-shot.csv").read_text()
-    assert "toy I-AUROC" in compared and "mvtec,published,50.0" in compared  # the toy's own reference CSV
+    assert "toy (random-init) I-AUROC" in compared and "mvtec,published,50.0" in compared  # the toy's own reference CSV
 
 
 def test_make_bench_measures_the_toy_method(toy, tmp_path: Path) -> None:
