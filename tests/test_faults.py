@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import torch
 
-from src.faults import KILL_ENV, NAN_ENV, TERM_ENV
 from src.launch.lock import RunLock
+from tests.faults import CALLBACKS, KILL_ENV, NAN_ENV, TERM_ENV
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ TINY_AFR = [
 
 
 def launch(args: list[str], runs: Path, env: dict[str, str | None] | None = None, timeout: int = 600):
-    full_env = {**os.environ, **(env or {})}
+    full_env = {**os.environ, **CALLBACKS, **(env or {})}
     full_env.pop("ADSUITE_RUN_DIR", None)
     full_env = {k: v for k, v in full_env.items() if v is not None}  # None: unset it
     return subprocess.run([sys.executable, "-m", "src.run", "--runs-root", str(runs), *args], cwd=REPO,

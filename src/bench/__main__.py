@@ -1,6 +1,6 @@
 """``make bench``: every method against its bare backbone (time, FLOPs, memory) and training steps.
 
-    python -m src.bench [--methods afr fb vtfusion] [--quick] [--device cpu|cuda] [--precision fp32|bf16]
+    python -m src.bench [--methods <m> ...] [--quick] [--device cpu|cuda] [--precision fp32|bf16]
                         [--runs 3] [--warmup 1] [--batches 1 2 4 8] [--no-train] [--train-steps 2]
 
 Rows run one per subprocess (``python -m src.bench --row <name>``) so that each peak RSS is that

@@ -14,59 +14,23 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from src import registry
 from src.backbone import CLIPBackbone
+from src.registry import BenchSetting as Setting
 
-METHODS = ("afr", "fb", "vtfusion", "linear")
-#: VTFusion's prototypes come from k normal shots (the paper's largest k); not part of the timing.
-VTFUSION_SHOTS = 4
+__all__ = ["METHODS", "PAPER", "QUICK", "Setting", "build_backbone", "build_module", "inference_fn", "optimizer_of",
+           "parse_row", "settings", "train_batch"]
 
-
-@dataclass(frozen=True)
-class Setting:
-    """One method's benchmark setting.
-
-    Attributes:
-        method: ``afr`` | ``fb`` | ``vtfusion`` | ``linear``.
-        backbone: open_clip architecture.
-        image_size: input side in pixels.
-        layers: vision blocks the method taps (1-based).
-        train_batch: images per optimisation step (the paper's batch).
-        pos_embed_mode: the backbone's position-embedding mode as the method builds it.
-        extra: further constructor arguments of the method's Lightning module.
-    """
-
-    method: str
-    backbone: str
-    image_size: int
-    layers: tuple[int, ...]
-    train_batch: int
-    pos_embed_mode: str = "bicubic_once"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-VIT_L = "ViT-L-14-336-quickgelu"
-PAPER = {
-    "afr": Setting("afr", VIT_L, 518, (6, 12, 18, 24), 4, extra={"sp_cnn_pretrained": "none"}),
-    "fb": Setting("fb", VIT_L, 518, (1, 6, 12, 18, 24), 4, "bilinear_per_forward",
-                  extra={"activation_checkpointing": True}),
-    "vtfusion": Setting("vtfusion", "ViT-B-16-plus-240", 240, (3, 6, 9, 12), 4),
-    "linear": Setting("linear", VIT_L, 518, (6, 12, 18, 24), 8),
-}
+#: Methods with a benchmark row, and their settings: all declared by the methods (``src/registry.py``).
+METHODS = registry.bench_methods()
+PAPER = {m: registry.get(m).bench_paper for m in METHODS}
 #: ``--quick``: the suite's tiny test ViT, for smoke runs and the unit test.
-QUICK = {
-    "afr": Setting("afr", "tiny-vit", 64, (2, 3, 4), 2,
-                   extra={"sp_cnn_pretrained": "none", "sp_source": "resnet18"}),
-    "fb": Setting("fb", "tiny-vit", 64, (1, 2, 3, 4), 2, "bilinear_per_forward",
-                  extra={"activation_checkpointing": True}),
-    "vtfusion": Setting("vtfusion", "tiny-vit", 64, (1, 2, 3, 4), 2, extra={"prompt_set": "pair"}),
-    "linear": Setting("linear", "tiny-vit", 64, (2, 3, 4), 2),
-}
+QUICK = {m: registry.get(m).bench_quick for m in METHODS}
 
 
 def settings(quick: bool) -> dict[str, Setting]:
@@ -74,7 +38,7 @@ def settings(quick: bool) -> dict[str, Setting]:
 
 
 def parse_row(name: str) -> tuple[str, bool]:
-    """``fb`` -> (``fb``, False); ``fb-backbone`` -> (``fb``, True)."""
+    """``<method>`` -> (``<method>``, False); ``<method>-backbone`` -> (``<method>``, True)."""
     method, _, suffix = name.partition("-")
     if method not in METHODS or suffix not in ("", "backbone"):
         valid = [m for m in METHODS] + [f"{m}-backbone" for m in METHODS]
@@ -84,30 +48,17 @@ def parse_row(name: str) -> tuple[str, bool]:
 
 def build_module(setting: Setting) -> nn.Module:
     """The method's Lightning module on random weights, in the setting's configuration."""
-    common = {"backbone": setting.backbone, "pretrained": "none", "image_size": setting.image_size,
+    spec = registry.get(setting.method)
+    kwargs = {"backbone": setting.backbone, "pretrained": "none", "image_size": setting.image_size,
               "layers": list(setting.layers), **setting.extra}
+    if setting.module_pos_embed:
+        kwargs["pos_embed_mode"] = setting.pos_embed_mode
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the loud random-weights warnings: random is the point here
-        if setting.method == "afr":
-            from src.methods.afrclip import AFRCLIP
-
-            return AFRCLIP(pos_embed_mode=setting.pos_embed_mode, **common)
-        if setting.method == "fb":
-            from src.methods.fbclip import FBCLIP
-
-            return FBCLIP(**common)
-        if setting.method == "linear":
-            from src.methods.linear import LinearProbe
-
-            return LinearProbe(pos_embed_mode=setting.pos_embed_mode, **common)
-        from src.methods.vtfusion import VTFusion
-
-        module = VTFusion(pos_embed_mode=setting.pos_embed_mode, **common)
-        size = setting.image_size
-        shots = torch.randn(VTFUSION_SHOTS, 3, size, size, generator=torch.Generator().manual_seed(0))
-        module.model.set_text("object")
-        module.model.set_prototypes(shots)
-        return module
+        module = spec.lightning_module()(**kwargs)
+        if spec.bench_prepare is not None:
+            spec.bench_prepare(module, setting)
+    return module
 
 
 def build_backbone(setting: Setting) -> CLIPBackbone:
@@ -116,7 +67,7 @@ def build_backbone(setting: Setting) -> CLIPBackbone:
         warnings.simplefilter("ignore")
         return CLIPBackbone(setting.backbone, "none", image_size=setting.image_size,
                             pos_embed_mode=setting.pos_embed_mode,
-                            text_causal_mask=setting.method != "fb")
+                            text_causal_mask=setting.text_causal_mask)
 
 
 def inference_fn(setting: Setting, backbone_only: bool) -> tuple[nn.Module, Callable[[torch.Tensor], Any]]:
@@ -126,9 +77,8 @@ def inference_fn(setting: Setting, backbone_only: bool) -> tuple[nn.Module, Call
         layers = list(setting.layers)
         return backbone, lambda images: backbone.encode_image_layers(images, layers)
     model = build_module(setting).model
-    if setting.method in ("afr", "linear"):
-        return model, lambda images: model(images, ["object"] * images.shape[0])
-    return model, model
+    forward = registry.get(setting.method).bench_forward
+    return model, (forward(model) if forward is not None else model)
 
 
 def train_batch(setting: Setting, device: torch.device, seed: int = 0) -> dict[str, Any]:
@@ -140,9 +90,9 @@ def train_batch(setting: Setting, device: torch.device, seed: int = 0) -> dict[s
     mask[1::2, :, s // 4: s // 2, s // 4: s // 2] = 1
     batch = {"image": images, "mask": mask, "label": (mask.flatten(1).amax(1) > 0).long(),
              "category": ["object"] * b}
-    if setting.method == "vtfusion":  # DAS output: a perturbed copy and its mask
-        batch["synthetic_image"] = images + mask * torch.randn(b, 3, s, s, generator=g)
-        batch["synthetic_mask"] = mask
+    extend = registry.get(setting.method).bench_batch
+    if extend is not None:  # fields only this method's training step reads
+        extend(batch, g)
     return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 

@@ -1,6 +1,14 @@
-"""Launcher guards: checks and safety nets that ``make train`` runs around one fit + test.
+"""The launcher behind ``make train`` (``python -m src.run``), in small modules.
 
-Each module is small and called from ``src/run.py`` (or ``src/cli.py`` for the raw CLI):
+* ``options``: the command line, RESUME's saved options, validation.
+* ``compose``: config layers, the overrides implementing the options, the request hash.
+* ``execute``: one fit + test through LightningCLI; the per-category loop.
+* ``results``: merging per-category results, the launcher's metadata, ``metrics.json``, the
+  console table, the summary over seeds (statistics in ``src/aggregate.py``).
+* ``tracking``: the run's W&B tags, config and closing.
+* ``runner``: run directories, one run or one per seed, ``main``.
+
+Guards and safety nets around them:
 
 * ``errors``: ``LaunchError`` and the one-line error report with a traceback log.
 * ``guards``: request checks before anything is built (seeds, class paths, numeric ranges, RESUME).
@@ -10,4 +18,6 @@ Each module is small and called from ``src/run.py`` (or ``src/cli.py`` for the r
 * ``quiet``: silences library messages a user cannot act on.
 * ``preempt``: SIGTERM stops at the next training batch; the launcher exits 143.
 * ``rerun``: ``python -m src test --config runs/<name>/config.yaml`` scores the run's weights.
+
+Which methods exist, and what their learning type makes the launcher do, is ``src/registry.py``.
 """

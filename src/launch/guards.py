@@ -45,8 +45,11 @@ def check_class_paths(layers: dict[str, Any], overrides: list[str]) -> None:
         key, _, value = item.lstrip("-").partition("=")
         if key.endswith("class_path") or (key in ("model", "data") and "." in value):
             found.append((key, value))
+    from src import registry
+
+    registered = {spec.lightning_class for spec in registry.methods().values()}  # methods registered from outside
     for key, value in found:
-        if not value.startswith(CLASS_PREFIXES):
+        if not value.startswith(CLASS_PREFIXES) and value not in registered:
             raise LaunchError(
                 f"{key}={value!r} is outside the suite: a configured class must live under "
                 f"{', '.join(CLASS_PREFIXES)} (methods: src.methods.<name>)"

@@ -266,11 +266,10 @@ class AnomalyMetrics:
                 result["defect_types"][f"{cat}/{defect}"] = drill
             _warn_undefined(cat, metrics, counts[cat], cat in pixel, self.aupro_variant)
 
-        n_categories = {}
-        for key in METRICS:
-            values = [m[key] for m in result["categories"].values() if not math.isnan(m[key])]
-            result["mean"][key] = float(np.mean(values)) if values else math.nan
-            n_categories[key] = len(values)
+        from src.aggregate import category_mean  # the suite's one rule; imported here: it imports METRICS
+
+        mean, n_categories = category_mean(result["categories"])
+        result["mean"] = {k: math.nan if v is None else v for k, v in mean.items()}  # NaN where undefined
         sizes = sorted({s for sizes in all_gather_object(sorted(self._sizes)) for s in sizes})
         result["meta"] = {
             "aupro_variant": self.aupro_variant,

@@ -45,6 +45,10 @@ class MetricsCallback(L.Callback):
         output_dir: where files go; default ``trainer.default_root_dir``.
     """
 
+    #: ``False`` when the code that ran the test writes the results itself (``make train`` adds its
+    #: metadata to ``metrics.json``: one writer, one file).
+    write_files = True
+
     def __init__(
         self,
         aupro_variant: str = "exact",
@@ -89,8 +93,9 @@ class MetricsCallback(L.Callback):
         predictions = self._gather_predictions() if self.save_predictions else None
         if trainer.is_global_zero:
             out = Path(self.output_dir or trainer.default_root_dir)
-            json_path, _ = write_metrics(result, out)
-            log.info("metrics written to %s", json_path)
+            if self.write_files:
+                json_path, _ = write_metrics(result, out)
+                log.info("metrics written to %s", json_path)
             if predictions is not None:
                 write_predictions(out / "predictions.npz", **predictions)
 

@@ -166,7 +166,9 @@ def _run_entry(entry: Entry, standins: Path, workdir: Path, extra_args: Sequence
             extra["ROWS"] = rows[0]
             note += f"; {len(rows)} rows checked, row {rows[0]} run"
         before = set(runs_root.iterdir())
-        kill_env = {**env, "ADSUITE_FAULT_KILL_AT_STEP": "1"} if entry.resume else env
+        # The fault-injection callback of the reliability tests kills the run at step 1.
+        kill_env = {**env, "ADSUITE_CALLBACKS": "tests.faults.FaultInjection",
+                    "ADSUITE_FAULT_KILL_AT_STEP": "1"} if entry.resume else env
         code = _run(make_command(entry, standins, extra, steps, extra_args), kill_env, log)
         if entry.resume:
             run_dir = _newest_run(runs_root, before)

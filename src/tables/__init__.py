@@ -1,9 +1,9 @@
 """Paper tables: ablation grids, the methods side by side, published numbers beside ours.
 
-    python -m src.tables ablate --method clip --table layers [--profile quick] [--seeds 0,1,2] [-- overrides]
+    python -m src.tables ablate --method <m> --table <table> [--profile quick] [--seeds 0,1,2] [-- overrides]
         [--jobs 2 --gpus 0,1] [--launcher slurm --partition gpu --gpus-per-job 1 --time 240]
-    python -m src.tables table [--method clip] [--table layers]
-    python -m src.tables dashboard [--method clip] [--table layers]
+    python -m src.tables table [--method <m>] [--table <table>]
+    python -m src.tables dashboard [--method <m>] [--table <table>]
     python -m src.tables compare [--profile quick] [--protocol zero-shot|k-shot] [--k 2] [--data mvtec,visa]
 
 Modules: ``spec`` (ablation YAMLs, reference CSVs, protocol YAMLs), ``records`` (finished runs),

@@ -7,7 +7,8 @@ import os
 import sys
 from pathlib import Path
 
-from src.run import RUNS_ROOT_ENV
+from src import registry
+from src.launch.options import RUNS_ROOT_ENV
 from src.tables.cluster import ClusterOptions
 from src.tables.launch import RunFailedError, ablate, compare, rebuild
 from src.tables.records import PartialRunError
@@ -84,7 +85,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
     cp = sub.add_parser("compare", help="methods side by side under one protocol")
     cp.add_argument("--profile", default="quick")
-    cp.add_argument("--protocol", default="zero-shot", help="zero-shot (clip, afr, fb) or k-shot (vtfusion, clip)")
+    compared = "; ".join(f"{p}: {', '.join(registry.compared(p))}" for p in registry.protocols())
+    cp.add_argument("--protocol", default="zero-shot", help=f"the methods each protocol compares ({compared})")
     cp.add_argument("--k", type=int, default=None, help="shots for the k-shot protocol (default 2)")
     cp.add_argument("--data", default=None, help="comma-separated datasets, e.g. mvtec,visa")
     cp.add_argument("--data-root", default=None, help="comma-separated folders, one per dataset")

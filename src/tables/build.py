@@ -18,13 +18,12 @@ import io
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
+from src.aggregate import LABELS, seed_stats
 from src.tables.records import RunRecord
 from src.tables.spec import AblationSpec, Reference
 
-METRIC_NAMES = {"image_auroc": "I-AUROC", "image_ap": "I-AP", "image_f1max": "I-F1max", "pixel_auroc": "P-AUROC",
-                "pixel_ap": "P-AP", "pixel_f1max": "P-F1max", "pixel_aupro": "P-AUPRO"}
+METRIC_NAMES = LABELS
 COMPARE_METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro", "pixel_f1max")
 #: Dataset -> domain, for the domain means of the comparison table (the papers' Industrial/Medical).
 DOMAINS = {
@@ -67,15 +66,11 @@ def pct(value: float | None) -> str:
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None, str]:
-    """Mean, sample std (None for one value) and the cell text of a metric over seeds."""
-    present = [v for v in values if v is not None]
-    if not present:
+    """Mean, sample std (``None`` for one value: ``src.aggregate.seed_stats``) and the cell text over seeds."""
+    mean, std = seed_stats(values)
+    if mean is None:
         return None, None, MISSING
-    mean = statistics.fmean(present)
-    if len(present) == 1:
-        return mean, None, pct(mean)
-    std = statistics.stdev(present)
-    return mean, std, f"{100 * mean:.1f} ± {100 * std:.1f}"
+    return mean, std, pct(mean) if std is None else f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
 def comparable(record: RunRecord, dataset: str, metric: str = "", published_variant: str = "unknown") -> bool:
@@ -210,18 +205,42 @@ def compare_table(title: str, results: Mapping[str, Mapping[str, RunRecord]],
                 if category == "mean":
                     means.setdefault(dataset, {})[method] = {m: values.get(m) for m in COMPARE_METRICS}
             rows.append(cells)
-    domains: dict[str, list[str]] = {}
-    for dataset in results:
-        domains.setdefault(DOMAINS.get(dataset, "Other"), []).append(dataset)
     if len(results) > 1:
-        for domain, datasets in domains.items():
-            cells = [f"{domain} mean ({len(datasets)} datasets)", "mean"]
-            for method in methods:
-                for metric in COMPARE_METRICS:
-                    vals = [means[d].get(method, {}).get(metric) for d in datasets]
-                    cells.append(pct(statistics.fmean(vals)) if vals and None not in vals else MISSING)
-            rows.append(cells)
+        rows += _domain_rows(list(results), methods, means)
+    published, any_diff = _published_rows(results, references, methods, means, k)
+    rows += published
+    records = [r for per in results.values() for r in per.values()]
+    notes = _notes("", records, any_diff)
+    for method in methods if any_diff else []:
+        mine = [per[method] for per in results.values() if method in per]
+        notes += [f"{method}: {n}" for n in aupro_note(mine, getattr(references.get(method, {}), "aupro_variant",
+                                                                      "unknown"), COMPARE_METRICS)]
+    return Table(title, header, rows, notes)
+
+
+def _domain_rows(datasets: Sequence[str], methods: Sequence[str],
+                 means: Mapping[str, Mapping[str, Mapping[str, float | None]]]) -> list[list[str]]:
+    """One row per domain (``DOMAINS``): the mean over its datasets' means, ``MISSING`` where one lacks it."""
+    domains: dict[str, list[str]] = {}
+    for dataset in datasets:
+        domains.setdefault(DOMAINS.get(dataset, "Other"), []).append(dataset)
+    rows = []
+    for domain, members in domains.items():
+        cells = [f"{domain} mean ({len(members)} datasets)", "mean"]
+        for method in methods:
+            for metric in COMPARE_METRICS:
+                vals = [means[d].get(method, {}).get(metric) for d in members]
+                cells.append(pct(statistics.fmean(vals)) if vals and None not in vals else MISSING)
+        rows.append(cells)
+    return rows
+
+
+def _published_rows(results: Mapping[str, Mapping[str, RunRecord]], references: Mapping[str, Reference],
+                    methods: Sequence[str], means: Mapping[str, Mapping[str, Mapping[str, float | None]]],
+                    k: int | None) -> tuple[list[list[str]], bool]:
+    """Per published dataset: the ``published`` row, and a ``Δ`` row where some run is comparable."""
     published_datasets = list(dict.fromkeys(d for ref in references.values() for (_, d, _, c) in ref if not c))
+    rows: list[list[str]] = []
     any_diff = False
     for dataset in published_datasets:
         cells = [dataset, "published"]
@@ -245,15 +264,4 @@ def compare_table(title: str, results: Mapping[str, Mapping[str, RunRecord]],
         if has_diff:
             rows.append(diff)
             any_diff = True
-    records = [r for per in results.values() for r in per.values()]
-    notes = _notes("", records, any_diff)
-    for method in methods if any_diff else []:
-        mine = [per[method] for per in results.values() if method in per]
-        notes += [f"{method}: {n}" for n in aupro_note(mine, getattr(references.get(method, {}), "aupro_variant",
-                                                                      "unknown"), COMPARE_METRICS)]
-    return Table(title, header, rows, notes)
-
-
-def records_summary(records: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """Run directories behind a table, for its log."""
-    return [{"run": str(r.path), "seed": r.seed, "request_hash": r.meta.get("request_hash")} for r in records]
+    return rows, any_diff

@@ -69,15 +69,27 @@ class AblationSpec:
         raise SpecError(f"{self.path}: no row named {name!r}; rows: {[r.name for r in self.rows]}")
 
 
+def _experiments(method: str) -> Path:
+    """The method's experiments folder (``MethodSpec.experiments``); the repository's for an unknown name."""
+    from src import registry
+
+    spec = registry.methods().get(method)
+    return spec.experiments if spec is not None else EXPERIMENTS
+
+
 def ablation_path(method: str, table: str) -> Path:
-    return EXPERIMENTS / "ablations" / method / f"{table}.yaml"
+    return _experiments(method) / "ablations" / method / f"{table}.yaml"
 
 
 def available_tables(method: str | None = None) -> dict[str, list[str]]:
-    """``{method: [table, ...]}`` of every ablation YAML present."""
+    """``{method: [table, ...]}`` of every ablation YAML present (the repository's and registered methods')."""
+    from src import registry
+
     root = EXPERIMENTS / "ablations"
-    methods = [method] if method else sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-    return {m: sorted(p.stem for p in (root / m).glob("*.yaml")) for m in methods if (root / m).is_dir()}
+    found = sorted({*(p.name for p in root.iterdir() if p.is_dir()), *registry.names()}) if root.is_dir() else []
+    methods = [method] if method else found
+    folders = {m: _experiments(m) / "ablations" / m for m in methods}
+    return {m: sorted(p.stem for p in folder.glob("*.yaml")) for m, folder in folders.items() if folder.is_dir()}
 
 
 def load_ablation(method: str, table: str, path: Path | None = None) -> AblationSpec:
@@ -209,4 +221,4 @@ def load_reference(path: Path) -> Reference:
 
 
 def reference_path(method: str, table: str) -> Path:
-    return EXPERIMENTS / "reference" / method / f"{table}.csv"
+    return _experiments(method) / "reference" / method / f"{table}.csv"

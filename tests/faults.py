@@ -1,6 +1,8 @@
 """Fault injection for the reliability tests: a real kill or a NaN at a chosen training step.
 
-Enabled only through environment variables, so a normal run never carries it:
+Test machinery, not part of the suite: the launcher adds it to a run only when
+``ADSUITE_CALLBACKS=tests.faults.FaultInjection`` (``CALLBACKS``) is set, and it acts only when
+one of these is set too:
 
 * ``ADSUITE_FAULT_KILL_AT_STEP=N``: the training process SIGKILLs itself when global step N
   starts (what a pre-empted GPU job looks like: no cleanup, no final checkpoint).
@@ -22,6 +24,8 @@ import torch
 KILL_ENV = "ADSUITE_FAULT_KILL_AT_STEP"
 NAN_ENV = "ADSUITE_FAULT_NAN_AT_STEP"
 TERM_ENV = "ADSUITE_FAULT_TERM_AT_STEP"
+#: The environment that puts this callback into a ``make train`` run (with one of the above).
+CALLBACKS = {"ADSUITE_CALLBACKS": "tests.faults.FaultInjection"}
 
 
 class FaultInjection(L.Callback):
