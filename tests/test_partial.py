@@ -31,6 +31,15 @@ def test_per_category_merge_keeps_the_partial_flag() -> None:
     assert "partial" not in merge_category_results({"a": part})["meta"]
 
 
+def test_per_category_merge_sums_trained_steps() -> None:
+    def part(steps: int | None) -> dict:
+        return {"categories": {}, "defect_types": {}, "meta": {"trained_steps": steps}}
+
+    assert merge_category_results({"a": part(3), "b": part(4)})["meta"]["trained_steps"] == 7
+    assert merge_category_results({"a": part(0), "b": part(0)})["meta"]["trained_steps"] == 0
+    assert merge_category_results({"a": part(None), "b": part(None)})["meta"]["trained_steps"] is None
+
+
 def _record(root: Path, name: str, partial: bool, seed: int) -> None:
     meta = {"request_hash": name, "method": "afr", "ablation": {"table": "components", "row": "base"},
             "seed": seed, "overrides": [f"--seed_everything={seed}"]}

@@ -21,9 +21,13 @@ TINY = ["--model.init_args.backbone=tiny-vit", "--model.init_args.image_size=64"
 
 def _run(tmp_path: Path, capsys: pytest.CaptureFixture, *extra: str) -> tuple[Path, dict]:
     assert run.main(["--method", "linear", "--runs-root", str(tmp_path), "--", *TINY, *extra]) == 0
-    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1][len("run: "):])
+    out = capsys.readouterr().out
+    untrained_banner = "UNTRAINED: no optimiser step" in out
+    run_dir = Path(out.strip().splitlines()[-1][len("run: "):])
     run_dir = run_dir if run_dir.is_absolute() else Path.cwd() / run_dir
-    return run_dir, json.loads((run_dir / "metrics.json").read_text())
+    results = json.loads((run_dir / "metrics.json").read_text())
+    assert untrained_banner == (results["meta"]["trained_steps"] == 0)
+    return run_dir, results
 
 
 @pytest.mark.slow
@@ -36,4 +40,6 @@ def test_untrained_evaluation_takes_no_step(builtin_cache: str, tmp_path: Path,
     assert UNTRAINED in first["meta"]["overrides"]
     assert not (first_dir / "checkpoints" / "last.ckpt").exists(), "an untrained run saves no weights"
     assert first["mean"] == other_lr["mean"], "the learning rate changed an untrained evaluation"
+    assert first["meta"]["trained_steps"] == other_lr["meta"]["trained_steps"] == 0
+    assert trained["meta"]["trained_steps"] == 1
     assert first["mean"] != trained["mean"], "one step at lr 0.5 must change the figures (the test can fail)"

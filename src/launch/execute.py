@@ -126,7 +126,11 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics_cb = next((c for c in trainer.callbacks if type(c).__name__ == "MetricsCallback"), None)
     results = dict(getattr(metrics_cb, "results", None) or {})
-    results.setdefault("meta", {})["fit_test_wall_s"] = round(time.time() - started, 2)
+    meta = results.setdefault("meta", {})
+    meta["fit_test_wall_s"] = round(time.time() - started, 2)
+    # An evaluation of a trainable model that took no optimiser step (limit_train_batches=0, the
+    # documented "before training" run) must say so wherever its figures appear.
+    meta["trained_steps"] = int(trainer.global_step) if model.is_trainable else None
     return results
 
 

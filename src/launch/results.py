@@ -23,6 +23,8 @@ def merge_category_results(parts: dict[str, dict[str, Any]]) -> dict[str, Any]:
     meta = dict(next(iter(parts.values()), {}).get("meta", {}))
     meta["n_categories"] = counts
     meta["k_shot_files"] = {c: p.get("meta", {}).get("k_shot_files", {}).get(c) for c, p in parts.items()}
+    steps = [p.get("meta", {}).get("trained_steps") for p in parts.values()]
+    meta["trained_steps"] = None if all(s is None for s in steps) else sum(s or 0 for s in steps)
     partial = {c: p["meta"]["partial"] for c, p in parts.items() if p.get("meta", {}).get("partial")}
     if partial:
         meta["partial"] = {"categories": partial}
@@ -75,6 +77,8 @@ def print_results(results: dict[str, Any]) -> None:
         print("RANDOM-INIT backbone: these numbers say nothing about the method.")
     if meta.get("partial"):
         print(partial_banner(meta["partial"]))
+    if meta.get("trained_steps") == 0:
+        print("UNTRAINED: no optimiser step was taken; these are the figures of the model as initialised.")
     print(format_table(results))
 
 
