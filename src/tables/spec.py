@@ -99,6 +99,16 @@ def load_ablation(method: str, table: str, path: Path | None = None) -> Ablation
         known = available_tables(method).get(method, [])
         raise SpecError(f"no ablation grid {path}; tables of METHOD={method}: {known or 'none yet'}")
     data = yaml.safe_load(path.read_text()) or {}
+    metrics = _check_header(path, table, data)
+    label_columns = [str(c) for c in data.get("label_columns") or []]
+    rows = _parse_rows(path, data["rows"] or [], label_columns)
+    return AblationSpec(method=method, table=table, title=str(data["title"]),
+                        paper_dataset=str(data.get("paper_dataset", "")), metrics=metrics,
+                        label_columns=label_columns, rows=rows, ks=_parse_ks(path, data.get("k")), path=path)
+
+
+def _check_header(path: Path, table: str, data: Any) -> list[str]:
+    """The grid's top-level fields; returns its metric list."""
     if not isinstance(data, dict):
         raise SpecError(f"{path}: expected a mapping with table, title, metrics, label_columns, rows")
     for key in ("title", "metrics", "rows"):
@@ -110,9 +120,12 @@ def load_ablation(method: str, table: str, path: Path | None = None) -> Ablation
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise SpecError(f"{path}: metrics {unknown} unknown; valid: {list(METRICS)}")
-    label_columns = [str(c) for c in data.get("label_columns") or []]
+    return metrics
+
+
+def _parse_rows(path: Path, raw_rows: list[Any], label_columns: list[str]) -> list[Row]:
     rows: list[Row] = []
-    for i, raw in enumerate(data["rows"] or []):
+    for i, raw in enumerate(raw_rows):
         if not isinstance(raw, dict) or "name" not in raw:
             raise SpecError(f"{path}: rows[{i}] needs a name (and optional labels, overrides)")
         name = str(raw["name"])
@@ -128,14 +141,15 @@ def load_ablation(method: str, table: str, path: Path | None = None) -> Ablation
         rows.append(Row(name, labels, dict(overrides)))
     if not rows:
         raise SpecError(f"{path}: rows is empty")
-    ks = data.get("k")
+    return rows
+
+
+def _parse_ks(path: Path, ks: Any) -> list[int | None]:
     if ks is None:
-        ks = [None]
-    elif not isinstance(ks, list) or not all(isinstance(k, int) and k > 0 for k in ks):
+        return [None]
+    if not isinstance(ks, list) or not all(isinstance(k, int) and k > 0 for k in ks):
         raise SpecError(f"{path}: k must be a list of positive shot counts, e.g. [2, 4, 8]; got {ks!r}")
-    return AblationSpec(method=method, table=table, title=str(data["title"]),
-                        paper_dataset=str(data.get("paper_dataset", "")), metrics=metrics,
-                        label_columns=label_columns, rows=rows, ks=list(ks), path=path)
+    return list(ks)
 
 
 def to_cli(overrides: dict[str, Any]) -> list[str]:
