@@ -157,6 +157,14 @@ def test_bad_input_names_the_file_and_field(tmp_path) -> None:
         _reference(tmp_path, "row,dataset,iou\nx,mvtec,1\n")
     with pytest.raises(SpecError, match="tables of METHOD=clip"):
         load_ablation("clip", "no-such-table")
+    with pytest.raises(SpecError, match="differs from the file name"):
+        _spec(tmp_path, GRID.replace("table: demo", "table: other"))
+    with pytest.raises(SpecError, match="'base' is repeated"):
+        _spec(tmp_path, GRID.replace("name: full", "name: base"))
+    with pytest.raises(SpecError, match="k must be a list of positive"):
+        _spec(tmp_path, GRID.replace("rows:", "k: [2, 0]\nrows:"))
+    with pytest.raises(SpecError, match="missing field 'rows'"):
+        _spec(tmp_path, GRID.split("rows:")[0])
     flags = to_cli({"a.b": True, "c": [1, 2], "d": "x y", "e": 0.5})
     assert flags == ["--a.b=true", "--c=[1, 2]", "--d=x y", "--e=0.5"]
 
