@@ -31,14 +31,17 @@ class Options:
     device: str = "cpu"
     precision: str = "fp32"
     warmup: int = 1
-    runs: int = 3
-    batches: tuple[int, ...] = (1, 2, 4, 8)
+    runs: int = 5
+    batches: tuple[int, ...] = (1,)
     sweep_runs: int = 1
     time_cap_s: float = 120.0
     mem_cap_gib: float | None = None
     train_warmup: int = 1
     train_steps: int = 2
     profile: int = 0
+    min_time_s: float = 30.0
+    max_time_s: float = 90.0
+    target_stderr: float = 0.01
 
 
 def peak_rss_gib() -> float:
@@ -154,7 +157,12 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
             fn(x)
         for _ in range(opts.warmup - 1):
             fn(x)
-        times = [_timed(lambda: fn(x), device) for _ in range(opts.runs)]
+        if backbone_only:  # standalone reference; the time ratio comes from the method row's pairs
+            times = [_timed(lambda: fn(x), device) for _ in range(opts.runs)]
+            paired: dict[str, Any] = {}
+        else:
+            paired = paired_timing(fn, backbone_fn(module, setting), x, opts, device)
+            times = paired.pop("method_s")
         result: dict[str, Any] = {
             "ms_per_image": 1e3 * statistics.median(times),
             "ms_runs": [round(1e3 * t, 2) for t in times],
@@ -163,6 +171,7 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
             "peak_rss_scope": "inference (peak reset after build)" if reset else "process (build included)",
             "setup_peak_rss_gib": setup_peak,
             "rss_after_build_gib": rss_built,
+            **paired,
         }
         if device.type == "cuda":
             result["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / GIB
@@ -172,6 +181,67 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
     best = min((r for r in result["sweep"] if "ms_per_image" in r), key=lambda r: r["ms_per_image"])
     result["best_batch"], result["best_ms_per_image"] = best["batch"], best["ms_per_image"]
     return result
+
+
+def backbone_fn(model: torch.nn.Module, setting: Setting) -> Callable[[torch.Tensor], Any]:
+    """The bare backbone forward of the benchmark's backbone row, on the method's own backbone object."""
+    backbone, layers = model.backbone, list(setting.layers)
+    return lambda images: backbone.encode_image_layers(images, layers)
+
+
+def paired_timing(fn: Callable[[torch.Tensor], Any], base: Callable[[torch.Tensor], Any], x: torch.Tensor,
+                  opts: Options, device: torch.device) -> dict[str, Any]:
+    """Method and bare backbone forwards timed in alternation, the ratio taken per pair.
+
+    Why pairs in one process: separate processes minutes apart see different machine load, threads
+    and warm caches, and a ratio of two separate medians swung by +-40% between runs. Here both
+    forwards share the process, its threads and the backbone object; the order alternates within
+    pairs so that a drift in load does not favour one side. Pairs continue until ``opts.runs``
+    pairs and ``opts.min_time_s`` seconds are reached, then while the median's relative standard
+    error exceeds ``opts.target_stderr`` and ``opts.max_time_s`` allows (two medians then agree
+    within a few percent: the spread is reported, and checked by the caller). The backbone's
+    FLOPs are counted here too, so both FLOP counts come from the same objects.
+    """
+    base(x)  # warm-up of the bare path, FLOP-counted
+    counter = flop_counter()
+    with counter:
+        base(x)
+    method_s, backbone_s, ratios = [], [], []
+    start = time.perf_counter()
+    while not _enough(ratios, time.perf_counter() - start, opts):
+        if len(ratios) % 2:
+            b, m = _timed(lambda: base(x), device), _timed(lambda: fn(x), device)
+        else:
+            m, b = _timed(lambda: fn(x), device), _timed(lambda: base(x), device)
+        method_s.append(m)
+        backbone_s.append(b)
+        ratios.append(m / b)
+    median = statistics.median(ratios)
+    return {
+        "method_s": method_s,
+        "pairs": len(ratios),
+        "paired_backbone_ms": 1e3 * statistics.median(backbone_s),
+        "paired_backbone_gflops": counter.get_total_flops() / 1e9,
+        "paired_ratio": median,
+        "paired_ratio_min": min(ratios),
+        "paired_ratio_max": max(ratios),
+        "paired_ratio_spread": (max(ratios) - min(ratios)) / median,
+        "paired_ratio_stderr": _stderr(ratios),
+    }
+
+
+def _stderr(ratios: list[float]) -> float | None:
+    """Relative standard error of the mean of ``ratios`` (a proxy for the median's); None below 2 pairs."""
+    if len(ratios) < 2:
+        return None
+    return statistics.stdev(ratios) / len(ratios) ** 0.5 / statistics.median(ratios)
+
+
+def _enough(ratios: list[float], elapsed: float, opts: Options) -> bool:
+    if len(ratios) < opts.runs or elapsed < opts.min_time_s:
+        return False
+    error = _stderr(ratios)
+    return error is None or error <= opts.target_stderr or elapsed >= opts.max_time_s
 
 
 def sweep(fn, images, batch1: dict[str, Any], opts: Options, device: torch.device) -> list[dict[str, Any]]:
