@@ -12,7 +12,7 @@ import torch
 from src.backbone import CLIPBackbone
 from src.bench.__main__ import main, parse_args
 from src.bench.flops import flop_counter
-from src.bench.measure import Options, measure_inference, paired_timing
+from src.bench.measure import Options, _stderr, measure_inference, paired_timing
 from src.bench.report import compare
 from src.bench.rows import QUICK, parse_row
 
@@ -74,6 +74,12 @@ def test_paired_timing_ratio_and_spread():
     assert out["paired_ratio_min"] <= out["paired_ratio"] <= out["paired_ratio_max"]
     spread = (out["paired_ratio_max"] - out["paired_ratio_min"]) / out["paired_ratio"]
     assert out["paired_ratio_spread"] == pytest.approx(spread)
+
+
+def test_ratio_error_is_robust_to_one_outlier():
+    assert _stderr([1.0, 1.1, 0.9, 1.05, 0.95]) == pytest.approx(1.253 * 1.4826 * 0.05 / 5**0.5)
+    assert _stderr([1.0, 1.0, 1.0, 1.0, 100.0]) == 0.0  # one forward hit by a load burst
+    assert _stderr([1.0]) is None
 
 
 def test_compare_uses_the_paired_ratio():

@@ -52,7 +52,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--min-time", type=float, default=None,
                    help="least seconds of timing pairs per method (default 30, 0 with --quick); more pairs run "
                         "(up to --max-time) while the ratio's relative standard error is above 1%%")
-    p.add_argument("--max-time", type=float, default=90.0, help="most seconds of timing pairs per method")
+    p.add_argument("--max-time", type=float, default=None,
+                   help="most seconds of timing pairs per method (default 90, 5 with --quick)")
     p.add_argument("--batches", type=int, nargs="+", default=[1], help="batch sizes of the sweep (e.g. 1 2 4 8)")
     p.add_argument("--sweep-runs", type=int, default=1, help="timed forwards per batch >1 (after 1 warm-up)")
     p.add_argument("--time-cap", type=float, default=120.0, help="skip a sweep batch estimated to take longer (s)")
@@ -85,11 +86,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def options(args: argparse.Namespace) -> Options:
     min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 30.0)
+    max_time = args.max_time if args.max_time is not None else (5.0 if args.quick else 90.0)
     return Options(device=args.device, precision=args.precision, warmup=args.warmup, runs=args.runs,
                    batches=tuple(args.batches), sweep_runs=args.sweep_runs, time_cap_s=args.time_cap,
                    mem_cap_gib=args.mem_cap_gib, train_warmup=args.train_warmup,
                    train_steps=args.train_steps, profile=args.profile, min_time_s=min_time,
-                   max_time_s=max(args.max_time, min_time))
+                   max_time_s=max(max_time, min_time))
 
 
 def load() -> str:

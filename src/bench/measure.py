@@ -231,10 +231,16 @@ def paired_timing(fn: Callable[[torch.Tensor], Any], base: Callable[[torch.Tenso
 
 
 def _stderr(ratios: list[float]) -> float | None:
-    """Relative standard error of the mean of ``ratios`` (a proxy for the median's); None below 2 pairs."""
+    """Relative standard error of the median of ``ratios``; None below 2 pairs.
+
+    Robust: 1.253 x sigma / sqrt(n) with sigma estimated as 1.4826 x the median absolute deviation,
+    so that one forward hit by a burst of load does not inflate it (or hide a real spread).
+    """
     if len(ratios) < 2:
         return None
-    return statistics.stdev(ratios) / len(ratios) ** 0.5 / statistics.median(ratios)
+    median = statistics.median(ratios)
+    mad = statistics.median(abs(r - median) for r in ratios)
+    return 1.253 * 1.4826 * mad / len(ratios) ** 0.5 / median
 
 
 def _enough(ratios: list[float], elapsed: float, opts: Options) -> bool:

@@ -109,8 +109,9 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], training: list[
             lines.append(f"| {NAMES[t['method']]} | {t['batch']} | {t['s_per_step']:.2f} "
                          f"| {t['s_per_step'] / t['batch']:.2f} | {t['peak_rss_gib']:.2f} "
                          f"| {t['trainable_params']:,} |")
-    lines += ["", f"Load average at end: {header.get('load_end')}. Time ratios are medians of "
-              f"{header['runs']} runs after {header['warmup']} warm-up; each row ran in its own process."]
+    lines += ["", f"Load average at end: {header.get('load_end')}. Time ratios are medians of per-pair "
+              f"ratios (at least {header['runs']} pairs, after {header['warmup']} warm-up); each row ran in "
+              "its own process."]
     return "\n".join(lines) + "\n"
 
 
