@@ -4,7 +4,7 @@
                         [--runs 5] [--min-time 30] [--warmup 1] [--batches 1 2 4 8]
                         [--train | --train-only] [--train-steps 2]
 
-Inference rows only by default (about 6 minutes on an idle 2-core CPU); the batch sweep and the
+Inference rows only by default (about 6 minutes on an idle 2-core CPU, at most about 7); the batch sweep and the
 training rows (minutes per step at 518 px on CPU) are opt-in: ``make bench-train`` runs the latter.
 The time ratio of a method is the median of per-pair ratios of its forward and its own bare
 backbone's, timed in alternation in one process; the spread of those ratios is printed.
@@ -53,7 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="least seconds of timing pairs per method (default 30, 0 with --quick); more pairs run "
                         "(up to --max-time) while the ratio's relative standard error is above 1%%")
     p.add_argument("--max-time", type=float, default=None,
-                   help="most seconds of timing pairs per method (default 90, 5 with --quick)")
+                   help="most seconds of timing pairs per method (default 60, 5 with --quick)")
     p.add_argument("--batches", type=int, nargs="+", default=[1], help="batch sizes of the sweep (e.g. 1 2 4 8)")
     p.add_argument("--sweep-runs", type=int, default=1, help="timed forwards per batch >1 (after 1 warm-up)")
     p.add_argument("--time-cap", type=float, default=120.0, help="skip a sweep batch estimated to take longer (s)")
@@ -86,7 +86,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def options(args: argparse.Namespace) -> Options:
     min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 30.0)
-    max_time = args.max_time if args.max_time is not None else (5.0 if args.quick else 90.0)
+    max_time = args.max_time if args.max_time is not None else (5.0 if args.quick else 60.0)
     return Options(device=args.device, precision=args.precision, warmup=args.warmup, runs=args.runs,
                    batches=tuple(args.batches), sweep_runs=args.sweep_runs, time_cap_s=args.time_cap,
                    mem_cap_gib=args.mem_cap_gib, train_warmup=args.train_warmup,
