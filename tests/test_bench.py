@@ -12,7 +12,8 @@ import torch
 from src.backbone import CLIPBackbone
 from src.bench.__main__ import main, parse_args
 from src.bench.flops import flop_counter
-from src.bench.measure import Options, _stderr, measure_inference, paired_timing
+from src.bench.measure import Options, measure_inference
+from src.bench.pairs import _stderr, paired_timing
 from src.bench.report import compare
 from src.bench.rows import QUICK, parse_row
 

@@ -10,7 +10,6 @@ import os
 import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from .flops import flop_counter
+from .pairs import backbone_fn, paired_timing, timed
 from .rows import Setting, build_module, inference_fn, optimizer_of, train_batch
 
 GIB = 2**30
@@ -96,11 +96,6 @@ def available_gib() -> float:
     return 8.0
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     """bf16 autocast around the forward (the frozen backbone itself is cast to bf16)."""
     if precision == "bf16":
@@ -117,14 +112,6 @@ def prepare(module: torch.nn.Module, device: torch.device, precision: str) -> to
             backbone = module.model.backbone
         backbone.to(torch.bfloat16)
     return module
-
-
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> dict[str, Any]:
@@ -158,7 +145,7 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
         for _ in range(opts.warmup - 1):
             fn(x)
         if backbone_only:  # one standalone reference forward: the time ratio comes from the method row's pairs
-            times = [_timed(lambda: fn(x), device)]
+            times = [timed(lambda: fn(x), device)]
             paired: dict[str, Any] = {}
         else:
             paired = paired_timing(fn, backbone_fn(module, setting), x, opts, device)
@@ -183,73 +170,6 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
     return result
 
 
-def backbone_fn(model: torch.nn.Module, setting: Setting) -> Callable[[torch.Tensor], Any]:
-    """The bare backbone forward of the benchmark's backbone row, on the method's own backbone object."""
-    backbone, layers = model.backbone, list(setting.layers)
-    return lambda images: backbone.encode_image_layers(images, layers)
-
-
-def paired_timing(fn: Callable[[torch.Tensor], Any], base: Callable[[torch.Tensor], Any], x: torch.Tensor,
-                  opts: Options, device: torch.device) -> dict[str, Any]:
-    """Method and bare backbone forwards timed in alternation, the ratio taken per pair.
-
-    Why pairs in one process: separate processes minutes apart see different machine load, threads
-    and warm caches, and a ratio of two separate medians swung by +-40% between runs. Here both
-    forwards share the process, its threads and the backbone object; the order alternates within
-    pairs so that a drift in load does not favour one side. Pairs continue until ``opts.runs``
-    pairs and ``opts.min_time_s`` seconds are reached, then while the median's relative standard
-    error exceeds ``opts.target_stderr`` and ``opts.max_time_s`` allows (two medians then agree
-    within a few percent: the spread is reported, and checked by the caller). The backbone's
-    FLOPs are counted here too, so both FLOP counts come from the same objects.
-    """
-    base(x)  # warm-up of the bare path, FLOP-counted
-    counter = flop_counter()
-    with counter:
-        base(x)
-    method_s, backbone_s, ratios = [], [], []
-    start = time.perf_counter()
-    while not _enough(ratios, time.perf_counter() - start, opts):
-        if len(ratios) % 2:
-            b, m = _timed(lambda: base(x), device), _timed(lambda: fn(x), device)
-        else:
-            m, b = _timed(lambda: fn(x), device), _timed(lambda: base(x), device)
-        method_s.append(m)
-        backbone_s.append(b)
-        ratios.append(m / b)
-    median = statistics.median(ratios)
-    return {
-        "method_s": method_s,
-        "pairs": len(ratios),
-        "paired_backbone_ms": 1e3 * statistics.median(backbone_s),
-        "paired_backbone_gflops": counter.get_total_flops() / 1e9,
-        "paired_ratio": median,
-        "paired_ratio_min": min(ratios),
-        "paired_ratio_max": max(ratios),
-        "paired_ratio_spread": (max(ratios) - min(ratios)) / median,
-        "paired_ratio_stderr": _stderr(ratios),
-    }
-
-
-def _stderr(ratios: list[float]) -> float | None:
-    """Relative standard error of the median of ``ratios``; None below 2 pairs.
-
-    Robust: 1.253 x sigma / sqrt(n) with sigma estimated as 1.4826 x the median absolute deviation,
-    so that one forward hit by a burst of load does not inflate it (or hide a real spread).
-    """
-    if len(ratios) < 2:
-        return None
-    median = statistics.median(ratios)
-    mad = statistics.median(abs(r - median) for r in ratios)
-    return 1.253 * 1.4826 * mad / len(ratios) ** 0.5 / median
-
-
-def _enough(ratios: list[float], elapsed: float, opts: Options) -> bool:
-    if len(ratios) < opts.runs or elapsed < opts.min_time_s:
-        return False
-    error = _stderr(ratios)
-    return error is None or error <= opts.target_stderr or elapsed >= opts.max_time_s
-
-
 def sweep(fn, images, batch1: dict[str, Any], opts: Options, device: torch.device) -> list[dict[str, Any]]:
     """ms/image at each batch of ``opts.batches`` that fits the memory and time caps.
 
@@ -268,7 +188,7 @@ def sweep(fn, images, batch1: dict[str, Any], opts: Options, device: torch.devic
             continue
         x = images(b)
         fn(x)
-        times = [_timed(lambda x=x: fn(x), device) for _ in range(opts.sweep_runs)]
+        times = [timed(lambda x=x: fn(x), device) for _ in range(opts.sweep_runs)]
         rows.append({"batch": b, "ms_per_image": 1e3 * statistics.median(times) / b})
     return [r for r in rows if "ms_per_image" in r] + [r for r in rows if "skipped" in r]
 
@@ -303,7 +223,7 @@ def measure_training(setting: Setting, opts: Options) -> dict[str, Any]:
 
     for _ in range(opts.train_warmup):
         step()
-    times = [_timed(step, device) for _ in range(opts.train_steps)]
+    times = [timed(step, device) for _ in range(opts.train_steps)]
     result = {
         "batch": setting.train_batch,
         "s_per_step": statistics.median(times),
