@@ -70,7 +70,12 @@ class CMFR(nn.Module):
         Returns:
             (B, N, D) rectified text features.
         """
-        return torch.addcmul(text[:, None], visual, self.visual_weights(visual, text))
+        if torch.is_inference_mode_enabled():
+            return torch.addcmul(text[:, None], visual, self.visual_weights(visual, text))
+        # Training keeps the concatenated form: the split one sums in another order, and float
+        # rounding compounded over training steps would move trained results by ~1e-6.
+        m_v, _ = self.weights(visual, text)
+        return text[:, None] + visual * m_v
 
     def visual_weights(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """``M_v`` alone, equal to ``weights(visual, text)[0]`` up to float rounding.

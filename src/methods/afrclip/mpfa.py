@@ -6,8 +6,9 @@ Each patch token is replaced by the mean of its ``m x m`` neighbourhood on the t
 border and make a constant grid non-constant. The CLS token is not a grid cell and is passed
 through untouched. ``m = 1`` is the identity.
 
-Computed as two 1-D box sums over the (B, gh, gw, D) view of the tokens divided by the count of
-real cells: ``avg_pool2d`` would need the tokens transposed to (B, D, gh, gw) and back, three
+In evaluation (inference mode) it is computed as two 1-D box sums over the (B, gh, gw, D) view
+of the tokens divided by the count of real cells:
+``avg_pool2d`` would need the tokens transposed to (B, D, gh, gw) and back, three
 layout copies of a (1369 x 768) grid per stage at 518 px; the result equals it up to float
 rounding (the sums run in another order).
 """
@@ -15,6 +16,7 @@ rounding (the sums run in another order).
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -62,6 +64,11 @@ class MPFA(nn.Module):
             )
         if self.kernel == 1:
             return tokens
+        if not torch.is_inference_mode_enabled():
+            # Training keeps avg_pool2d, so trained weights stay bit-identical to the plain form.
+            grid = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], -1, gh, gw)
+            grid = F.avg_pool2d(grid, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False)
+            return torch.cat([tokens[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
         grid = tokens[:, 1:].unflatten(1, (gh, gw))  # (B, gh, gw, D), a view
         summed = _box_sum(_box_sum(grid, 2, self.kernel // 2), 1, self.kernel // 2)
         patches = summed.div_(self._counts(gh, gw, tokens)).flatten(1, 2)

@@ -163,11 +163,15 @@ class CNNFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) CLIP-normalised images -> (B, out_dim) pooled layer2 + layer3 features."""
-        return self.pooled(self._folded.get(self.backbone), images)
-
-    def pooled(self, net: nn.ModuleDict, images: torch.Tensor) -> torch.Tensor:
-        """``F_src`` through ``net`` (the original layers, or their folded copy)."""
+        if not torch.is_inference_mode_enabled():
+            # Training feeds P_v from the plain layers: the folded copy rounds differently, and
+            # that would compound over training steps into trained results moved by ~1e-6.
+            return self.pooled(self.backbone, images * self.scale + self.shift)
         x = torch.addcmul(self.shift, images, self.scale).contiguous(memory_format=torch.channels_last)
+        return self.pooled(self._folded.get(self.backbone), x)
+
+    def pooled(self, net: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
+        """``F_src`` of ImageNet-normalised ``x`` through ``net`` (the layers or their folded copy)."""
         f2 = net["layer2"](net["stem"](x))
         f3 = net["layer3"](f2)
         return torch.cat([f2.mean(dim=(2, 3)), f3.mean(dim=(2, 3))], dim=1)
