@@ -24,7 +24,7 @@ SCALE_OPTS = $(if $(JOBS),--jobs "$(JOBS)") $(if $(GPUS),--gpus "$(GPUS)") $(if 
 	$(if $(CPUS_PER_JOB),--cpus-per-job "$(CPUS_PER_JOB)") $(if $(TIME),--time "$(TIME)") \
 	$(if $(ARRAY_PARALLELISM),--array-parallelism "$(ARRAY_PARALLELISM)")
 
-.PHONY: install train test test-fast lint ablate table dashboard compare bench bench-metrics mutate rehearse clean-venv
+.PHONY: install train test test-fast lint ablate table dashboard compare bench bench-train bench-metrics mutate rehearse clean-venv
 
 $(STAMP): requirements.txt
 	@echo "Creating $(VENV) and installing requirements (first use only)..."
@@ -75,6 +75,9 @@ rehearse: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m src.bench $(BENCH_ARGS)
+
+bench-train: $(STAMP)
+	$(PY) -m src.bench --train-only $(BENCH_ARGS)
 
 bench-metrics: $(STAMP)
 	$(PY) -m src.metrics.bench $(BENCH_ARGS)

@@ -1,7 +1,13 @@
 """``make bench``: every method against its bare backbone (time, FLOPs, memory) and training steps.
 
     python -m src.bench [--methods <m> ...] [--quick] [--device cpu|cuda] [--precision fp32|bf16]
-                        [--runs 3] [--warmup 1] [--batches 1 2 4 8] [--no-train] [--train-steps 2]
+                        [--runs 5] [--min-time 30] [--warmup 1] [--batches 1 2 4 8]
+                        [--train | --train-only] [--train-steps 2]
+
+Inference rows only by default (about 6 minutes on an idle 2-core CPU, at most about 7); the batch sweep and the
+training rows (minutes per step at 518 px on CPU) are opt-in: ``make bench-train`` runs the latter.
+The time ratio of a method is the median of per-pair ratios of its forward and its own bare
+backbone's, timed in alternation in one process; the spread of those ratios is printed.
 
 Rows run one per subprocess (``python -m src.bench --row <name>``) so that each peak RSS is that
 row's own. The output is a Markdown table, ``runs/bench/bench-<timestamp>.{csv,md}`` and
@@ -41,13 +47,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="bf16: frozen backbone in bfloat16 under autocast, trainable parts fp32")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     p.add_argument("--warmup", type=int, default=1, help="warm-up forwards (the first is FLOP-counted)")
-    p.add_argument("--runs", type=int, default=3, help="timed forwards at batch 1 (median reported)")
-    p.add_argument("--batches", type=int, nargs="+", default=[1, 2, 4, 8], help="batch sizes of the sweep")
+    p.add_argument("--runs", type=int, default=5,
+                   help="least (method, backbone) timing pairs at batch 1 (median ratio reported)")
+    p.add_argument("--min-time", type=float, default=None,
+                   help="least seconds of timing pairs per method (default 30, 0 with --quick); more pairs run "
+                        "(up to --max-time) while the ratio's relative standard error is above 1%%")
+    p.add_argument("--max-time", type=float, default=None,
+                   help="most seconds of timing pairs per method (default 60, 5 with --quick)")
+    p.add_argument("--batches", type=int, nargs="+", default=[1], help="batch sizes of the sweep (e.g. 1 2 4 8)")
     p.add_argument("--sweep-runs", type=int, default=1, help="timed forwards per batch >1 (after 1 warm-up)")
     p.add_argument("--time-cap", type=float, default=120.0, help="skip a sweep batch estimated to take longer (s)")
     p.add_argument("--mem-cap-gib", type=float, default=None,
                    help="skip a sweep batch estimated to need more RSS (default 70%% of available memory)")
-    p.add_argument("--no-train", dest="train", action="store_false", help="skip the training rows")
+    p.add_argument("--train", dest="train", action="store_true",
+                   help="add the training rows (minutes per step at 518 px on CPU; make bench-train)")
+    p.add_argument("--train-only", action="store_true", help="only the training rows")
+    p.add_argument("--no-train", dest="train", action="store_false", help="no training rows (the default)")
     p.add_argument("--train-warmup", type=int, default=1)
     p.add_argument("--train-steps", type=int, default=2)
     p.add_argument("--profile", type=int, default=0, metavar="N",
@@ -70,10 +85,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def options(args: argparse.Namespace) -> Options:
+    min_time = args.min_time if args.min_time is not None else (0.0 if args.quick else 30.0)
+    max_time = args.max_time if args.max_time is not None else (5.0 if args.quick else 60.0)
     return Options(device=args.device, precision=args.precision, warmup=args.warmup, runs=args.runs,
                    batches=tuple(args.batches), sweep_runs=args.sweep_runs, time_cap_s=args.time_cap,
                    mem_cap_gib=args.mem_cap_gib, train_warmup=args.train_warmup,
-                   train_steps=args.train_steps, profile=args.profile)
+                   train_steps=args.train_steps, profile=args.profile, min_time_s=min_time,
+                   max_time_s=max(max_time, min_time))
 
 
 def load() -> str:
@@ -113,6 +131,26 @@ def spawn(name: str, argv: list[str], train: bool = False) -> dict[str, Any]:
     return result
 
 
+def stability(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    """The spread of each method's per-pair time ratios, and what the run left out."""
+    lines = ["", "Time ratio per (method, backbone) pair, both timed in alternation in the method's process:", "",
+             "| method | pairs | ratio min / median / max | spread (max-min)/median | rel. std. error | "
+             "standalone backbone ms/img (own process) |", "|---|---:|---|---:|---:|---:|"]
+    for r in rows:
+        if r.get("pairs") is None:
+            continue
+        error = r.get("paired_ratio_stderr")
+        lines.append(f"| {r['method']} | {r['pairs']} | {r['paired_ratio_min']:.3f} / {r['ratio_vs_backbone']:.3f}"
+                     f" / {r['paired_ratio_max']:.3f} | {100 * r['paired_ratio_spread']:.1f}% "
+                     f"| {'-' if error is None else f'{100 * error:.1f}%'} | {r['standalone_backbone_ms']:.0f} |")
+    left_out = []
+    if not (args.train or args.train_only):
+        left_out.append("training rows not run (`make bench-train`: paper batch, seconds per optimisation step)")
+    if args.batches == [1]:
+        left_out.append("batch sweep not run (`--batches 1 2 4 8`)")
+    return "\n".join(lines + [""] + [f"Not in this run: {x}." for x in left_out]) + "\n"
+
+
 def device_name(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -138,17 +176,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     start = time.perf_counter()
     rows, training = [], []
     table = settings(args.quick)
-    for method in args.methods:
+    for method in [] if args.train_only else args.methods:
         base = spawn(f"{method}-backbone", child_argv)
         row = spawn(method, child_argv)
         rows.append(compare(method, table[method], row, base))
-    if args.train:
+    if args.train or args.train_only:
         for method in args.methods:
             training.append(spawn(method, child_argv, train=True))
     header["load_end"] = load()
     header["wall_s"] = round(time.perf_counter() - start, 1)
 
-    text = markdown(header, rows, training)
+    text = markdown(header, rows, training) + stability(rows, args)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"bench-{stamp}.md").write_text(text)

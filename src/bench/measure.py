@@ -10,7 +10,6 @@ import os
 import resource
 import statistics
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any
 import torch
 
 from .flops import flop_counter
+from .pairs import backbone_fn, paired_timing, timed
 from .rows import Setting, build_module, inference_fn, optimizer_of, train_batch
 
 GIB = 2**30
@@ -31,14 +31,17 @@ class Options:
     device: str = "cpu"
     precision: str = "fp32"
     warmup: int = 1
-    runs: int = 3
-    batches: tuple[int, ...] = (1, 2, 4, 8)
+    runs: int = 5
+    batches: tuple[int, ...] = (1,)
     sweep_runs: int = 1
     time_cap_s: float = 120.0
     mem_cap_gib: float | None = None
     train_warmup: int = 1
     train_steps: int = 2
     profile: int = 0
+    min_time_s: float = 30.0
+    max_time_s: float = 60.0
+    target_stderr: float = 0.01
 
 
 def peak_rss_gib() -> float:
@@ -93,11 +96,6 @@ def available_gib() -> float:
     return 8.0
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def autocast(device: torch.device, precision: str) -> AbstractContextManager:
     """bf16 autocast around the forward (the frozen backbone itself is cast to bf16)."""
     if precision == "bf16":
@@ -114,14 +112,6 @@ def prepare(module: torch.nn.Module, device: torch.device, precision: str) -> to
             backbone = module.model.backbone
         backbone.to(torch.bfloat16)
     return module
-
-
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
 
 
 def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> dict[str, Any]:
@@ -154,7 +144,12 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
             fn(x)
         for _ in range(opts.warmup - 1):
             fn(x)
-        times = [_timed(lambda: fn(x), device) for _ in range(opts.runs)]
+        if backbone_only:  # one standalone reference forward: the time ratio comes from the method row's pairs
+            times = [timed(lambda: fn(x), device)]
+            paired: dict[str, Any] = {}
+        else:
+            paired = paired_timing(fn, backbone_fn(module, setting), x, opts, device)
+            times = paired.pop("method_s")
         result: dict[str, Any] = {
             "ms_per_image": 1e3 * statistics.median(times),
             "ms_runs": [round(1e3 * t, 2) for t in times],
@@ -163,6 +158,7 @@ def measure_inference(setting: Setting, backbone_only: bool, opts: Options) -> d
             "peak_rss_scope": "inference (peak reset after build)" if reset else "process (build included)",
             "setup_peak_rss_gib": setup_peak,
             "rss_after_build_gib": rss_built,
+            **paired,
         }
         if device.type == "cuda":
             result["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / GIB
@@ -192,7 +188,7 @@ def sweep(fn, images, batch1: dict[str, Any], opts: Options, device: torch.devic
             continue
         x = images(b)
         fn(x)
-        times = [_timed(lambda x=x: fn(x), device) for _ in range(opts.sweep_runs)]
+        times = [timed(lambda x=x: fn(x), device) for _ in range(opts.sweep_runs)]
         rows.append({"batch": b, "ms_per_image": 1e3 * statistics.median(times) / b})
     return [r for r in rows if "ms_per_image" in r] + [r for r in rows if "skipped" in r]
 
@@ -227,7 +223,7 @@ def measure_training(setting: Setting, opts: Options) -> dict[str, Any]:
 
     for _ in range(opts.train_warmup):
         step()
-    times = [_timed(step, device) for _ in range(opts.train_steps)]
+    times = [timed(step, device) for _ in range(opts.train_steps)]
     result = {
         "batch": setting.train_batch,
         "s_per_step": statistics.median(times),

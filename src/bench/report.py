@@ -20,14 +20,22 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 
 
 def compare(method: str, setting: Any, row: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
-    """One method against its bare backbone, with the targets checked."""
+    """One method against its bare backbone, with the targets checked.
+
+    Time: the method row's paired measurement where it has one (see ``measure.paired_timing``),
+    else the two rows' medians. FLOPs and memory: the two rows.
+    """
+    paired = "paired_ratio" in row
     out = {
         "method": method,
         "backbone": setting.backbone,
         "image_size": setting.image_size,
         "ms_per_image": row["ms_per_image"],
-        "backbone_ms_per_image": base["ms_per_image"],
-        "ratio_vs_backbone": _ratio(row["ms_per_image"], base["ms_per_image"]),
+        "backbone_ms_per_image": row["paired_backbone_ms"] if paired else base["ms_per_image"],
+        "ratio_vs_backbone": row["paired_ratio"] if paired else _ratio(row["ms_per_image"], base["ms_per_image"]),
+        "standalone_backbone_ms": base["ms_per_image"],
+        **{k: row.get(k) for k in ("pairs", "paired_ratio_min", "paired_ratio_max", "paired_ratio_spread",
+                                   "paired_ratio_stderr")},
         "gflops": row["gflops"],
         "backbone_gflops": base["gflops"],
         "flop_ratio_vs_backbone": _ratio(row["gflops"], base["gflops"]),
@@ -103,8 +111,9 @@ def markdown(header: dict[str, Any], rows: list[dict[str, Any]], training: list[
             lines.append(f"| {NAMES[t['method']]} | {t['batch']} | {t['s_per_step']:.2f} "
                          f"| {t['s_per_step'] / t['batch']:.2f} | {t['peak_rss_gib']:.2f} "
                          f"| {t['trainable_params']:,} |")
-    lines += ["", f"Load average at end: {header.get('load_end')}. Time ratios are medians of "
-              f"{header['runs']} runs after {header['warmup']} warm-up; each row ran in its own process."]
+    lines += ["", f"Load average at end: {header.get('load_end')}. Time ratios are medians of per-pair "
+              f"ratios (at least {header['runs']} pairs, after {header['warmup']} warm-up); each row ran in "
+              "its own process."]
     return "\n".join(lines) + "\n"
 
 

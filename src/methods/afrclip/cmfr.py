@@ -18,6 +18,7 @@ maps to 2 channels and the Linear is 2 -> 2, giving one weight per token and mod
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 GATES = ("vector", "scalar")
@@ -69,8 +70,27 @@ class CMFR(nn.Module):
         Returns:
             (B, N, D) rectified text features.
         """
+        if torch.is_inference_mode_enabled():
+            return torch.addcmul(text[:, None], visual, self.visual_weights(visual, text))
+        # Training keeps the concatenated form: the split one sums in another order, and float
+        # rounding compounded over training steps would move trained results by ~1e-6.
         m_v, _ = self.weights(visual, text)
         return text[:, None] + visual * m_v
+
+    def visual_weights(self, visual: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """``M_v`` alone, equal to ``weights(visual, text)[0]`` up to float rounding.
+
+        Why not :meth:`weights`: the first conv splits as ``W_v F_v,i + (W_t F_t^s + b)``, whose text
+        half is one vector per image rather than one per token, and the ``M_t`` half of the last
+        Linear is never used; together that is 37% of CMFR's FLOPs (19 of 52 GFLOPs per 518 px
+        image at ViT-L width) and the (B, N, 2D) concatenation.
+        """
+        d, half = self.dim, self.linear.out_features // 2
+        w1 = self.conv1.weight
+        hidden = F.linear(visual, w1[:, :d])
+        hidden += F.linear(text, w1[:, d:], self.conv1.bias)[:, None]
+        gates = torch.sigmoid(self.conv2(hidden.relu_()))
+        return F.linear(gates, self.linear.weight[:half], self.linear.bias[:half])
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, gate={self.gate!r}"

@@ -5,6 +5,12 @@ Each patch token is replaced by the mean of its ``m x m`` neighbourhood on the t
 (``count_include_pad=False``): zero padding *with* counting, as AF-CLIP does, would darken the
 border and make a constant grid non-constant. The CLS token is not a grid cell and is passed
 through untouched. ``m = 1`` is the identity.
+
+In evaluation (inference mode) it is computed as two 1-D box sums over the (B, gh, gw, D) view
+of the tokens divided by the count of real cells:
+``avg_pool2d`` would need the tokens transposed to (B, D, gh, gw) and back, three
+layout copies of a (1369 x 768) grid per stage at 518 px; the result equals it up to float
+rounding (the sums run in another order).
 """
 
 from __future__ import annotations
@@ -12,6 +18,16 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def _box_sum(x: torch.Tensor, dim: int, radius: int) -> torch.Tensor:
+    """Sum over ``[i - radius, i + radius]`` along ``dim``, cells beyond the border left out."""
+    total = x.clone()
+    n = x.shape[dim]
+    for shift in range(1, min(radius, n - 1) + 1):
+        total.narrow(dim, shift, n - shift).add_(x.narrow(dim, 0, n - shift))
+        total.narrow(dim, 0, n - shift).add_(x.narrow(dim, shift, n - shift))
+    return total
 
 
 class MPFA(nn.Module):
@@ -48,11 +64,24 @@ class MPFA(nn.Module):
             )
         if self.kernel == 1:
             return tokens
-        cls, patches = tokens[:, :1], tokens[:, 1:]
-        grid = patches.transpose(1, 2).reshape(tokens.shape[0], -1, gh, gw)
-        grid = F.avg_pool2d(grid, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False)
-        patches = grid.flatten(2).transpose(1, 2)
-        return torch.cat([cls, patches], dim=1)
+        if not torch.is_inference_mode_enabled():
+            # Training keeps avg_pool2d, so trained weights stay bit-identical to the plain form.
+            grid = tokens[:, 1:].transpose(1, 2).reshape(tokens.shape[0], -1, gh, gw)
+            grid = F.avg_pool2d(grid, self.kernel, stride=1, padding=self.kernel // 2, count_include_pad=False)
+            return torch.cat([tokens[:, :1], grid.flatten(2).transpose(1, 2)], dim=1)
+        grid = tokens[:, 1:].unflatten(1, (gh, gw))  # (B, gh, gw, D), a view
+        summed = _box_sum(_box_sum(grid, 2, self.kernel // 2), 1, self.kernel // 2)
+        patches = summed.div_(self._counts(gh, gw, tokens)).flatten(1, 2)
+        return torch.cat([tokens[:, :1], patches], dim=1)
+
+    def _counts(self, gh: int, gw: int, like: torch.Tensor) -> torch.Tensor:
+        """(gh, gw, 1) real cells in each neighbourhood: rows in reach times columns in reach."""
+        r = self.kernel // 2
+        rows = [min(i + r, gh - 1) - max(i - r, 0) + 1 for i in range(gh)]
+        cols = [min(j + r, gw - 1) - max(j - r, 0) + 1 for j in range(gw)]
+        rows_t = torch.tensor(rows, dtype=like.dtype, device=like.device)
+        cols_t = torch.tensor(cols, dtype=like.dtype, device=like.device)
+        return (rows_t[:, None] * cols_t[None, :])[..., None]
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}, grid_size={self.grid_size}"

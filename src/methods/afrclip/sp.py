@@ -34,6 +34,7 @@ from torch import nn
 
 from src.backbone.clip import BlockHook
 from src.backbone.rehearsal import rehearsal_active
+from src.bn_fold import FoldedCopy
 from src.seeding import module_seed
 
 SOURCES = ("wide_resnet50_2", "resnet18", "clip_global")
@@ -153,6 +154,7 @@ class CNNFeatures(nn.Module):
         for param in self.parameters():
             param.requires_grad_(False)
         self.eval()
+        self._folded = FoldedCopy()  # what forward runs: BatchNorms folded, channels-last
 
     def train(self, mode: bool = True) -> CNNFeatures:
         """Frozen: batch norm keeps its running statistics whatever the parent module does."""
@@ -161,9 +163,17 @@ class CNNFeatures(nn.Module):
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) CLIP-normalised images -> (B, out_dim) pooled layer2 + layer3 features."""
-        x = images * self.scale + self.shift
-        f2 = self.backbone["layer2"](self.backbone["stem"](x))
-        f3 = self.backbone["layer3"](f2)
+        if not torch.is_inference_mode_enabled():
+            # Training feeds P_v from the plain layers: the folded copy rounds differently, and
+            # that would compound over training steps into trained results moved by ~1e-6.
+            return self.pooled(self.backbone, images * self.scale + self.shift)
+        x = torch.addcmul(self.shift, images, self.scale).contiguous(memory_format=torch.channels_last)
+        return self.pooled(self._folded.get(self.backbone), x)
+
+    def pooled(self, net: nn.ModuleDict, x: torch.Tensor) -> torch.Tensor:
+        """``F_src`` of ImageNet-normalised ``x`` through ``net`` (the layers or their folded copy)."""
+        f2 = net["layer2"](net["stem"](x))
+        f3 = net["layer3"](f2)
         return torch.cat([f2.mean(dim=(2, 3)), f3.mean(dim=(2, 3))], dim=1)
 
 
