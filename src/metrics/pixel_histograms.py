@@ -110,84 +110,96 @@ class PixelHistograms:
         # anomalyclip variant the same three per grid threshold, (3, G, T).
         n = G * nb
         hist = np.zeros(3 * n + G + (3 * G * T if use_acl else 0), dtype=np.float64)
-        total, anomalous, weighted, regions = hist[:n], hist[n : 2 * n], hist[2 * n : 3 * n], hist[3 * n : 3 * n + G]
-        acl = hist[3 * n + G :].reshape(3, G * T) if use_acl else None
         scale = nb / (hi - lo) if hi > lo else 0.0  # degenerate range: one bin, everything ties
-
         for records, values in self.spill.chunks(cat, skip, self.chunk_pixels):
-            idx = self._bin(values, lo, scale, nb, G)
-            k = count_above(values, thresholds) if use_acl else None
-            anom_idx, anom_w, anom_k = [], [], []
-            offset = 0
-            for record in records:
-                sl = slice(offset, offset + record.pixels)
-                offset += record.pixels
-                g = row[record.group]
-                if g:
-                    idx[sl] += g * nb
-                    if k is not None:
-                        k[sl] += g * T
-                if record.mask_offset < 0:
-                    continue
-                mask = self.spill.read_mask(cat, record)
-                weights, n_regions = region_weights(mask)
-                regions[g] += n_regions
-                flat = mask.ravel()
-                anom_idx.append(idx[sl][flat])
-                anom_w.append(weights)
-                if k is not None:
-                    anom_k.append(k[sl][flat])
-            # ufunc.at adds in place: no (G * nb)-sized temporary per chunk, unlike bincount.
-            np.add.at(total, idx, 1.0)
-            if anom_idx:
-                a_idx, a_w = np.concatenate(anom_idx), np.concatenate(anom_w)
-                np.add.at(anomalous, a_idx, 1.0)
-                np.add.at(weighted, a_idx, a_w)
-            if k is not None:
-                acl[0] += np.bincount(k, minlength=G * T)
-                if anom_k:
-                    a_k = np.concatenate(anom_k)
-                    acl[1] += np.bincount(a_k, minlength=G * T)
-                    acl[2] += np.bincount(a_k, weights=a_w, minlength=G * T)
-
+            self._add_chunk(hist, cat, records, values, (lo, scale, thresholds if use_acl else None), row, T)
         hist = all_reduce_sum(hist)
         total, anomalous, weighted = (hist[i * n : (i + 1) * n].reshape(G, nb) for i in range(3))
         regions = hist[3 * n : 3 * n + G]
-        if acl is not None:
-            acl = hist[3 * n + G :].reshape(3, G, T)
-        # Bins are stored highest score first, so in-place cumulative sums give, per group, the
-        # false positives, true positives and PRO sums at every threshold. Cumulative sums are
-        # linear: a defect type's curve (normal group + its group) is the sum of two rows, so the
-        # 1 + (number of defect types) evaluations cost one addition each, not a new cumsum.
-        for a in (total, anomalous, weighted):
-            np.cumsum(a, axis=1, out=a)
-        total -= anomalous  # now cumulative normal pixels: false positives
-        false_pos, true_pos, pro_sums = total, anomalous, weighted
+        acl = hist[3 * n + G :].reshape(3, G, T) if use_acl else None
+        return _category_metrics(total, anomalous, weighted, regions, acl, groups)
 
-        def metrics(rows: list[int]) -> dict[str, float]:
-            fp, tp, pro_sum = (_sum_rows(a, rows) for a in (false_pos, true_pos, pro_sums))
-            n_regions = int(round(regions[rows].sum()))
-            curve = curves.BinaryCurve(fp, tp)
-            if acl is None:
-                aupro = curves.aupro_from_cumsums(fp, pro_sum, n_regions)
-            else:
-                # count_above k: above thresholds 0..k-1; "above threshold i" = sum over k > i.
-                tot_k, pos_k, w_k = (acl[j][rows].sum(0) for j in range(3))
-                above = [np.cumsum(a[::-1])[::-1][1:] for a in (tot_k - pos_k, w_k)]
-                aupro = curves.aupro_anomalyclip(above[0], curve.n_neg, above[1], n_regions)
-            return {
-                "pixel_auroc": curve.auroc(),
-                "pixel_ap": curve.average_precision(),
-                "pixel_f1max": curve.f1_max(),
-                "pixel_aupro": aupro,
-            }
+    def _add_chunk(self, hist: np.ndarray, cat: str, records: list[Any], values: np.ndarray,
+                   binning: tuple[float, float, np.ndarray | None], row: dict[str, int], T: int) -> None:
+        """Add one chunk of spilled maps to the category's histogram buffer (layout of ``_category``)."""
+        lo, scale, thresholds = binning
+        nb, G = self.num_bins, len(row)
+        n = G * nb
+        total, anomalous, weighted, regions = hist[:n], hist[n : 2 * n], hist[2 * n : 3 * n], hist[3 * n : 3 * n + G]
+        idx = self._bin(values, lo, scale, nb, G)
+        k = count_above(values, thresholds) if thresholds is not None else None
+        anom_idx, anom_w, anom_k = [], [], []
+        offset = 0
+        for record in records:
+            sl = slice(offset, offset + record.pixels)
+            offset += record.pixels
+            g = row[record.group]
+            if g:
+                idx[sl] += g * nb
+                if k is not None:
+                    k[sl] += g * T
+            if record.mask_offset < 0:
+                continue
+            mask = self.spill.read_mask(cat, record)
+            weights, n_regions = region_weights(mask)
+            regions[g] += n_regions
+            flat = mask.ravel()
+            anom_idx.append(idx[sl][flat])
+            anom_w.append(weights)
+            if k is not None:
+                anom_k.append(k[sl][flat])
+        # ufunc.at adds in place: no (G * nb)-sized temporary per chunk, unlike bincount.
+        np.add.at(total, idx, 1.0)
+        if anom_idx:
+            a_idx, a_w = np.concatenate(anom_idx), np.concatenate(anom_w)
+            np.add.at(anomalous, a_idx, 1.0)
+            np.add.at(weighted, a_idx, a_w)
+        if k is not None:
+            acl = hist[3 * n + G :].reshape(3, G * T)
+            acl[0] += np.bincount(k, minlength=G * T)
+            if anom_k:
+                a_k = np.concatenate(anom_k)
+                acl[1] += np.bincount(a_k, minlength=G * T)
+                acl[2] += np.bincount(a_k, weights=a_w, minlength=G * T)
 
-        normal_rows = [row[NORMAL_GROUP]] if NORMAL_GROUP in row else []
-        out: dict[Any, Any] = {None: metrics(list(range(G))), "n_regions": int(round(regions.sum()))}
-        for g in groups:
-            if g != NORMAL_GROUP:
-                out[g] = metrics(normal_rows + [row[g]])
-        return out
+
+def _category_metrics(total: np.ndarray, anomalous: np.ndarray, weighted: np.ndarray, regions: np.ndarray,
+                      acl: np.ndarray | None, groups: list[str]) -> dict[Any, Any]:
+    """Category and per-defect-type metrics from the summed (G, nb) histograms (modified in place)."""
+    row = {g: i for i, g in enumerate(groups)}
+    # Bins are stored highest score first, so in-place cumulative sums give, per group, the
+    # false positives, true positives and PRO sums at every threshold. Cumulative sums are
+    # linear: a defect type's curve (normal group + its group) is the sum of two rows, so the
+    # 1 + (number of defect types) evaluations cost one addition each, not a new cumsum.
+    for a in (total, anomalous, weighted):
+        np.cumsum(a, axis=1, out=a)
+    total -= anomalous  # now cumulative normal pixels: false positives
+    false_pos, true_pos, pro_sums = total, anomalous, weighted
+
+    def metrics(rows: list[int]) -> dict[str, float]:
+        fp, tp, pro_sum = (_sum_rows(a, rows) for a in (false_pos, true_pos, pro_sums))
+        n_regions = int(round(regions[rows].sum()))
+        curve = curves.BinaryCurve(fp, tp)
+        if acl is None:
+            aupro = curves.aupro_from_cumsums(fp, pro_sum, n_regions)
+        else:
+            # count_above k: above thresholds 0..k-1; "above threshold i" = sum over k > i.
+            tot_k, pos_k, w_k = (acl[j][rows].sum(0) for j in range(3))
+            above = [np.cumsum(a[::-1])[::-1][1:] for a in (tot_k - pos_k, w_k)]
+            aupro = curves.aupro_anomalyclip(above[0], curve.n_neg, above[1], n_regions)
+        return {
+            "pixel_auroc": curve.auroc(),
+            "pixel_ap": curve.average_precision(),
+            "pixel_f1max": curve.f1_max(),
+            "pixel_aupro": aupro,
+        }
+
+    normal_rows = [row[NORMAL_GROUP]] if NORMAL_GROUP in row else []
+    out: dict[Any, Any] = {None: metrics(list(range(len(groups)))), "n_regions": int(round(regions.sum()))}
+    for g in groups:
+        if g != NORMAL_GROUP:
+            out[g] = metrics(normal_rows + [row[g]])
+    return out
 
 
 def _sum_rows(array: np.ndarray, rows: list[int]) -> np.ndarray:
