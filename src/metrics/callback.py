@@ -217,11 +217,9 @@ def _prediction_rows(outputs: EvaluationOutput) -> list[_Prediction]:
 
     b = outputs.batch
     maps, masks, scores = cpu(outputs.anomaly_map), cpu(b.mask), cpu(outputs.pred_score)
-    return [
-        _Prediction(int(index), maps[i], masks[i], float(scores[i]), int(b.label[i]), str(b.category[i]),
-                    str(b.defect_type[i]), str(b.path[i]))
-        for i, index in enumerate(b.index.tolist())
-    ]
+    rows = zip(b.index.tolist(), maps, masks, scores.tolist(), b.label.tolist(), b.category, b.defect_type, b.path,
+               strict=True)
+    return [_Prediction(int(i), m, k, float(s), int(y), str(c), str(d), str(p)) for i, m, k, s, y, c, d, p in rows]
 
 
 def partial_evaluation(meta: dict[str, Any], trainer: L.Trainer) -> dict[str, Any] | None:
