@@ -1,6 +1,6 @@
 """Data in, one batch format out: readers, validation, transforms, protocols, the DataModule.
 
-See ``datamodules.base`` for the batch contract and ``datamodules.datamodule`` for the loaders.
+See ``src.contracts.Batch`` for the batch contract and ``datamodules.datamodule`` for the loaders.
 """
 
 from datamodules.base import NORMAL_DEFECT, AnomalyDataset, DatasetError, Sample, SampleHook

@@ -2,20 +2,9 @@
 
 A reader (``mvtec.py``, ``visa.py``, ``folder.py``, ``builtin.py``) turns a folder into a list of
 :class:`Sample` records; :func:`validate_samples` checks every file before any training starts;
-:class:`AnomalyDataset` loads, transforms and returns one item of the suite's batch contract:
-
-=============== ===================== =================================================
-key             type (after collate)  meaning
-=============== ===================== =================================================
-``image``       float32 (B, 3, S, S)  CLIP-normalised RGB
-``mask``        float32 (B, 1, S, S)  {0, 1}; all zero for normal images
-``label``       int64 (B,)            0 normal, 1 anomalous
-``category``    list[str]             e.g. ``"metal_nut"``
-``defect_type`` list[str]             ``"good"`` for normal images
-``path``        list[str]             image file path
-``index``       int64 (B,)            position in the dataset (DDP de-duplication)
-``has_mask``    bool (B,)             False for an anomalous image without ground truth
-=============== ===================== =================================================
+:class:`AnomalyDataset` loads, transforms and returns one item: a dict keyed by the fields of
+:class:`src.contracts.Batch` (the batch contract, with shapes), which ``datamodules.loaders.collate_batch``
+stacks into a ``Batch``.
 
 Public API: ``DatasetError``, ``Sample``, ``NORMAL_DEFECT``, ``load_image``, ``load_mask``,
 ``validate_samples``, ``pair_masks_by_stem``, ``AnomalyDataset``, ``SampleHook`` (protocol).
@@ -80,7 +69,8 @@ class SampleHook:
     and ``pool`` = the other shots of the same category (float32 (S, S, 3) in [0, 1]; empty outside
     the k-shot stream). Returns a dict: keys in ``image_keys`` (default ``("image",)``) are
     normalised to (3, S, S) tensors, keys in ``mask_keys`` (default ``("mask",)``) become (1, S, S)
-    float tensors, every other key passes through into the batch unchanged.
+    float tensors. Every key must be a field of :class:`src.contracts.Batch` (e.g. ``synthetic_image``,
+    ``synthetic_mask``); an unknown key is refused when the batch is collated.
     """
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator, pool: list[np.ndarray]) -> dict[str, Any]:
@@ -186,7 +176,7 @@ def pair_masks_by_stem(images: Sequence[Path], masks: Sequence[Path], mask_suffi
 
 
 class AnomalyDataset(Dataset):
-    """Loads :class:`Sample` records into batch-contract dicts (see the module docstring).
+    """Loads :class:`Sample` records into items keyed by the batch fields (see the module docstring).
 
     Args:
         samples: the split's records; ``index`` in the batch is the position in this list.

@@ -6,10 +6,10 @@ Configured from YAML or the CLI with flat arguments (``--data.init_args.<name>=.
       class_path: datamodules.AnomalyDataModule
       init_args: {dataset: mvtec, root: /data/mvtec, protocol: zero-shot, aux_root: /data/visa}
 
-Loaders (every batch follows the contract in ``datamodules.base``):
+Loaders (each yields :class:`src.contracts.Batch`):
 
 * ``test_dataloader``: the target's test split, all selected categories in one loader (per-category
-  metrics come from ``batch["category"]``), in a fixed order; ``index`` = position in it.
+  metrics come from ``Batch.category``), in a fixed order; ``index`` = position in it.
 * zero-shot ``train_dataloader``: the auxiliary dataset's TEST split, all its categories, shuffled
   by a generator seeded with ``seed``; ``val_dataloader``: the same auxiliary data without
   augmentation, never target data (empty when ``aux_dataset`` is ``none``).
@@ -26,36 +26,19 @@ Public API: ``AnomalyDataModule``.
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Callable
 from typing import Any
 
 import lightning as L
-import torch
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, get_worker_info
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
 
-from datamodules.base import AnomalyDataset, DatasetError, Sample, SampleHook, validate_samples
-from datamodules.protocols import (
-    PROTOCOLS,
-    ShotStream,
-    check_disjoint,
-    check_no_shared_files,
-    default_aux_dataset,
-    select_k_shots,
-)
+from datamodules.base import AnomalyDataset, DatasetError, Sample, validate_samples
+from datamodules.loaders import collate_batch, load_hook, make_loader
+from datamodules.protocols import ShotStream, check_no_shared_files, resolve_aux_dataset, select_k_shots
 from datamodules.registry import DATASETS, make_reader
-from datamodules.samplers import EpochShuffleSampler
 from datamodules.transforms import Preprocessor
-
-
-def _reseed_worker(worker_id: int) -> None:
-    """Give each DataLoader worker its own augmentation stream (torch seeds workers per epoch)."""
-    info = get_worker_info()
-    preprocessor = getattr(info.dataset, "preprocessor", None) if info is not None else None
-    if preprocessor is not None:
-        preprocessor.reseed(torch.initial_seed() % 2**32)
+from src.contracts import Batch
 
 
 class AnomalyDataModule(L.LightningDataModule):
@@ -115,12 +98,6 @@ class AnomalyDataModule(L.LightningDataModule):
         self.save_hyperparameters()
         if dataset not in DATASETS:
             raise DatasetError(f"dataset '{dataset}' is not one of {sorted(DATASETS)}")
-        if protocol not in PROTOCOLS:
-            raise DatasetError(f"protocol '{protocol}' is not one of {list(PROTOCOLS)}")
-        if protocol == "k-shot" and (not isinstance(k_shot, int) or k_shot < 1):
-            raise DatasetError(f"protocol k-shot needs k_shot >= 1 (e.g. 1, 2, 4, 8), got k_shot={k_shot!r}")
-        if protocol == "zero-shot" and k_shot:
-            raise DatasetError(f"k_shot={k_shot} is only meaningful with protocol='k-shot'")
         for option, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
             if not isinstance(value, int) or value < 1:
                 raise DatasetError(f"{option} must be a positive integer, got {value!r}")
@@ -128,19 +105,7 @@ class AnomalyDataModule(L.LightningDataModule):
             raise DatasetError(f"num_workers must be an integer >= 0, got {num_workers!r}")
         if train_steps is not None and (not isinstance(train_steps, int) or train_steps < 1):
             raise DatasetError(f"train_steps must be a positive integer or None, got {train_steps!r}")
-        if protocol == "zero-shot":
-            aux = default_aux_dataset(dataset) if aux_dataset is None else aux_dataset
-            aux = None if aux is None or str(aux).lower() == "none" else aux
-            if aux is not None:
-                if aux not in DATASETS:
-                    raise DatasetError(f"aux_dataset '{aux}' is not one of {sorted(DATASETS)} or 'none'")
-                check_disjoint(dataset, root, aux, aux_root)
-        else:
-            if aux_dataset not in (None, "none") or aux_root is not None:
-                rank_zero_warn(
-                    f"aux_dataset/aux_root are ignored by the k-shot protocol (got {aux_dataset!r}, {aux_root!r})"
-                )
-            aux = None
+        aux = resolve_aux_dataset(protocol, k_shot, dataset, root, aux_dataset, aux_root)
         self.aux_dataset = aux
         self.preprocessor = Preprocessor(image_size, image_interpolation, mask_interpolation, seed=seed)
         reader_options = {
@@ -152,7 +117,7 @@ class AnomalyDataModule(L.LightningDataModule):
         }
         self.reader = make_reader(dataset, **reader_options)
         self.aux_reader = make_reader(aux, **reader_options) if aux is not None else None
-        self.sample_hook = _load_hook(sample_hook, sample_hook_args) if sample_hook else None
+        self.sample_hook = load_hook(sample_hook, sample_hook_args) if sample_hook else None
 
         self.test_samples: list[Sample] = []
         self.aux_samples: list[Sample] = []
@@ -293,35 +258,20 @@ class AnomalyDataModule(L.LightningDataModule):
         self._require_setup(bool(self.test_samples), "test_dataloader")
         return self._loader(AnomalyDataset(self.test_samples, self.preprocessor), self.hparams.eval_batch_size)
 
-    def reference_batch(self, category: str) -> dict[str, Any]:
-        """The k shots of ``category``: ``image`` (k, 3, S, S), ``mask`` (k, 1, S, S), ``path`` list[str]."""
+    def reference_batch(self, category: str) -> Batch:
+        """The k shots of ``category`` as one :class:`Batch` (``image`` (k, 3, S, S), ``path``, ...)."""
         if self.hparams.protocol != "k-shot":
             raise DatasetError("reference_batch needs protocol='k-shot' (with k_shot >= 1)")
         self._require_setup(bool(self.shots), "reference_batch")
         if category not in self.shots:
             raise DatasetError(f"reference_batch: unknown category '{category}'; valid: {sorted(self.shots)}")
         dataset = AnomalyDataset(self.shots[category], self.preprocessor)
-        items = [dataset[i] for i in range(len(dataset))]
-        return {
-            "image": torch.stack([item["image"] for item in items]),
-            "mask": torch.stack([item["mask"] for item in items]),
-            "path": [item["path"] for item in items],
-            "category": [category] * len(items),
-        }
+        return collate_batch([dataset[i] for i in range(len(dataset))])
 
     # ------------------------------------------------------------------ helpers
 
     def _loader(self, dataset: AnomalyDataset, batch_size: int, shuffle: bool = False) -> DataLoader:
-        generator = torch.Generator().manual_seed(self.hparams.seed)
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=EpochShuffleSampler(len(dataset), self.hparams.seed) if shuffle else None,
-            num_workers=self.hparams.num_workers,
-            generator=generator,
-            worker_init_fn=_reseed_worker,
-            persistent_workers=False,
-        )
+        return make_loader(dataset, batch_size, self.hparams.seed, self.hparams.num_workers, shuffle)
 
     def _require_setup(self, ready: bool, what: str) -> None:
         if not ready:
@@ -331,22 +281,3 @@ class AnomalyDataModule(L.LightningDataModule):
     def _root_of(reader: Any, root: str | None) -> str:
         resolve = getattr(reader, "resolve_root", None)
         return str(resolve(root)) if resolve is not None else str(root)
-
-
-def _load_hook(path: str, args: dict | None) -> Callable[..., dict[str, Any]]:
-    module_name, _, class_name = path.rpartition(".")
-    if not module_name:
-        raise DatasetError(f"sample_hook '{path}' must be a dotted path 'package.module.ClassName'")
-    try:
-        cls = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError) as error:
-        raise DatasetError(f"sample_hook '{path}' cannot be imported: {error}") from None
-    if not (isinstance(cls, type) and issubclass(cls, SampleHook)):
-        raise DatasetError(
-            f"sample_hook '{path}' is not a subclass of datamodules.SampleHook; only sample-hook classes "
-            "(e.g. src.methods.vtfusion.das.DASHook) may be configured"
-        )
-    try:
-        return cls(**(args or {}))
-    except TypeError as error:
-        raise DatasetError(f"sample_hook '{path}' rejected sample_hook_args {args}: {error}") from None

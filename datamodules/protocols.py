@@ -10,8 +10,8 @@
   (``ShotStream``) of samples drawn with replacement from those shots, each optionally passed
   through the sample hook with the other shots as its ``pool``.
 
-Public API: ``PROTOCOLS``, ``default_aux_dataset``, ``check_disjoint``, ``check_no_shared_files``,
-``select_k_shots``, ``ShotStream``.
+Public API: ``PROTOCOLS``, ``default_aux_dataset``, ``resolve_aux_dataset``, ``check_disjoint``,
+``check_no_shared_files``, ``select_k_shots``, ``ShotStream``.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
 
 from datamodules.base import AnomalyDataset, DatasetError, Sample
 from datamodules.builtin import BUILTIN_A, BUILTIN_B, BUILTIN_CATEGORIES
@@ -48,6 +49,36 @@ def _same_folder(a: str | None, b: str | None) -> bool:
     """Both given and the same folder once resolved (``/x/``, ``./x``, a symlink to ``/x``)."""
     return a is not None and b is not None and os.path.realpath(a) == os.path.realpath(b)
 
+
+
+def resolve_aux_dataset(
+    protocol: str, k_shot: int, dataset: str, root: str | None, aux_dataset: str | None, aux_root: str | None
+) -> str | None:
+    """Check the protocol options; the auxiliary training dataset of zero-shot runs (None: none).
+
+    ``aux_dataset`` None means the papers' pairing, ``"none"`` no training data; k-shot runs have none.
+    """
+    from datamodules.registry import DATASETS
+
+    if protocol not in PROTOCOLS:
+        raise DatasetError(f"protocol '{protocol}' is not one of {list(PROTOCOLS)}")
+    if protocol == "k-shot" and (not isinstance(k_shot, int) or k_shot < 1):
+        raise DatasetError(f"protocol k-shot needs k_shot >= 1 (e.g. 1, 2, 4, 8), got k_shot={k_shot!r}")
+    if protocol == "zero-shot" and k_shot:
+        raise DatasetError(f"k_shot={k_shot} is only meaningful with protocol='k-shot'")
+    if protocol == "k-shot":
+        if aux_dataset not in (None, "none") or aux_root is not None:
+            rank_zero_warn(
+                f"aux_dataset/aux_root are ignored by the k-shot protocol (got {aux_dataset!r}, {aux_root!r})"
+            )
+        return None
+    aux = default_aux_dataset(dataset) if aux_dataset is None else aux_dataset
+    if aux is None or str(aux).lower() == "none":
+        return None
+    if aux not in DATASETS:
+        raise DatasetError(f"aux_dataset '{aux}' is not one of {sorted(DATASETS)} or 'none'")
+    check_disjoint(dataset, root, aux, aux_root)
+    return aux
 
 def check_disjoint(target: str, target_root: str | None, aux: str, aux_root: str | None) -> None:
     """Refuse to train on the dataset that is evaluated (the protocol's one hard rule).

@@ -3,15 +3,16 @@
 A method's ``lightning_model.py`` subclasses :class:`AnomalyModule` and provides
 
 * ``self.model``: its pure ``torch_model`` (an ``nn.Module`` holding a frozen
-  :class:`~src.backbone.CLIPBackbone` as ``model.backbone``);
-* ``forward(batch) -> {"anomaly_map": (B, h, w), "pred_score": (B,)}`` with raw scores at any
-  resolution (post-processing happens here, identically for every method);
-* ``training_losses(batch) -> dict[str, Tensor]``: the weighted loss terms, summed here
+  :class:`~src.backbone.CLIPBackbone` as ``model.backbone``) with the one forward signature
+  ``model(images (B, 3, S, S), categories) -> MethodOutput`` (raw ``anomaly_map`` (B, h, w) at any
+  resolution and ``pred_score`` (B,); post-processing happens here, identically for every method);
+* ``training_losses(batch: Batch) -> dict[str, Tensor]``: the weighted loss terms, summed here
   (training-free methods do not override it);
 * ``configure_optimizers`` where it trains.
 
-Evaluation outputs carry the batch fields through to the metrics callback. Checkpoints hold the
-trainable parameters only: the frozen backbone is named in ``hyper_parameters`` and rebuilt.
+``validation_step`` / ``test_step`` return an :class:`~src.contracts.EvaluationOutput` (the
+post-processed map, the score and the batch) to the callbacks. Checkpoints hold the trainable
+parameters only: the frozen backbone is named in ``hyper_parameters`` and rebuilt.
 """
 
 from __future__ import annotations
@@ -22,9 +23,8 @@ from typing import Any
 import lightning as L
 import torch
 
+from src.contracts import Batch, EvaluationOutput, MethodOutput
 from src.postprocess import PostProcessor
-
-PASS_THROUGH = ("mask", "label", "category", "defect_type", "path", "index", "has_mask")
 
 
 class NonFiniteLossError(RuntimeError):
@@ -52,26 +52,27 @@ class AnomalyModule(L.LightningModule):
         self.strict_loading = False
 
     # ------------------------------------------------------------------ evaluation
-    def evaluation_step(self, batch: dict[str, Any]) -> dict[str, Any]:
-        out = self(batch)
-        size = tuple(batch["mask"].shape[-2:])
-        anomaly_map = self.postprocess(out["anomaly_map"].float(), size)
-        score = anomaly_map.flatten(1).amax(1) if self.image_score_from_map else out["pred_score"].float()
-        result = {"anomaly_map": anomaly_map, "pred_score": score}
-        result.update({k: batch[k] for k in PASS_THROUGH if k in batch})
-        return result
+    def forward(self, batch: Batch) -> MethodOutput:
+        """The torch model's raw output for ``batch`` (images and their categories)."""
+        return self.model(batch.image, batch.category)
 
-    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def evaluation_step(self, batch: Batch) -> EvaluationOutput:
+        out = self(batch)
+        anomaly_map = self.postprocess(out.anomaly_map.float(), tuple(batch.mask.shape[-2:]))
+        score = anomaly_map.flatten(1).amax(1) if self.image_score_from_map else out.pred_score.float()
+        return EvaluationOutput(anomaly_map=anomaly_map, pred_score=score, batch=batch)
+
+    def validation_step(self, batch: Batch, batch_idx: int) -> EvaluationOutput:
         return self.evaluation_step(batch)
 
-    def test_step(self, batch: dict[str, Any], batch_idx: int) -> dict[str, Any]:
+    def test_step(self, batch: Batch, batch_idx: int) -> EvaluationOutput:
         return self.evaluation_step(batch)
 
     # ------------------------------------------------------------------ training
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         raise TypeError(f"{type(self).__name__} is training-free: run `test`, not `fit`.")
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         terms = self.training_losses(batch)
         loss = torch.stack([t.float() for t in terms.values()]).sum()
         values = {name: float(t.detach()) for name, t in terms.items()}
@@ -82,7 +83,7 @@ class AnomalyModule(L.LightningModule):
                 f"batch {batch_idx}): loss={float(loss.detach())} from terms {detail}. Training stopped; "
                 "the last checkpoint in the run directory is intact."
             )
-        batch_size = int(batch["image"].shape[0])
+        batch_size = batch.size
         self.log("train/loss", loss.detach(), prog_bar=True, batch_size=batch_size)
         self.log_dict({f"train/{k}": v for k, v in values.items()}, batch_size=batch_size)
         return loss

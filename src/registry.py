@@ -92,9 +92,7 @@ class MethodSpec:
         time_target: ``make bench`` target, method time over bare-backbone time (fp32, batch 1).
         bench_prepare: ``(module, setting)``: what a freshly built module needs before a forward
             (prototypes from shots, ...).
-        bench_forward: ``(model) -> fn(images)``: one inference forward of the torch model
-            (default: ``model(images)``).
-        bench_batch: ``(batch, generator)``: fields the method's training batch adds to the
+        bench_batch: ``(batch, generator)``: fields the method's training ``Batch`` sets on the
             synthetic one (drawn from ``generator`` after the images).
         experiments: folder holding ``methods/<name>.yaml`` (and ``methods/<name>/``),
             ``profiles/<profile>/<name>.yaml``, ``ablations/<name>/`` and ``reference/<name>/``;
@@ -112,8 +110,7 @@ class MethodSpec:
     bench_quick: BenchSetting | None = None
     time_target: float | None = None
     bench_prepare: Callable[[Any, BenchSetting], None] | None = None
-    bench_forward: Callable[[Any], Callable[[Any], Any]] | None = None
-    bench_batch: Callable[[dict[str, Any], Any], None] | None = None
+    bench_batch: Callable[[Any, Any], None] | None = None
     experiments: Path = EXPERIMENTS
 
     @property
@@ -193,8 +190,3 @@ def protocols() -> tuple[str, ...]:
 def bench_methods() -> tuple[str, ...]:
     """Methods with a ``make bench`` row, in listing order."""
     return tuple(n for n, s in methods().items() if s.bench_paper is not None)
-
-
-def forward_with_class_names(model: Any) -> Callable[[Any], Any]:
-    """``bench_forward`` of a torch model called as ``model(images, class_names)``."""
-    return lambda images: model(images, ["object"] * images.shape[0])

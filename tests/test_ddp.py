@@ -75,7 +75,7 @@ def test_two_processes_match_one(tmp_path) -> None:
         _trainer(devices, out, [GradientDump(str(dump))], max_steps=1).fit(
             TinyModule(), train_dataloaders=loader(8, 8 // devices))
         grads[devices] = torch.load(dump, weights_only=True)
-    assert grads[1].keys() == grads[2].keys() == {"head.weight", "head.bias"}
+    assert grads[1].keys() == grads[2].keys() == {"model.head.weight", "model.head.bias"}
     for name, grad in grads[1].items():
         assert grad.abs().sum() > 0
         torch.testing.assert_close(grads[2][name], grad, atol=1e-6, rtol=1e-5)

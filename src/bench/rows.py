@@ -17,10 +17,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch import nn
 
 from src import registry
 from src.backbone import CLIPBackbone
+from src.contracts import Batch
 from src.registry import BenchSetting as Setting
 
 __all__ = ["METHODS", "PAPER", "QUICK", "Setting", "build_backbone", "build_module", "inference_fn", "optimizer_of",
@@ -77,23 +79,24 @@ def inference_fn(setting: Setting, backbone_only: bool) -> tuple[nn.Module, Call
         layers = list(setting.layers)
         return backbone, lambda images: backbone.encode_image_layers(images, layers)
     model = build_module(setting).model
-    forward = registry.get(setting.method).bench_forward
-    return model, (forward(model) if forward is not None else model)
+    return model, lambda images: model(images, ["object"] * images.shape[0])
 
 
-def train_batch(setting: Setting, device: torch.device, seed: int = 0) -> dict[str, Any]:
+def train_batch(setting: Setting, device: torch.device, seed: int = 0) -> Batch:
     """A synthetic training batch at the paper's batch size: half normal, half with a square defect."""
     g = torch.Generator().manual_seed(seed)
     b, s = setting.train_batch, setting.image_size
     images = torch.randn(b, 3, s, s, generator=g)
     mask = torch.zeros(b, 1, s, s)
     mask[1::2, :, s // 4: s // 2, s // 4: s // 2] = 1
-    batch = {"image": images, "mask": mask, "label": (mask.flatten(1).amax(1) > 0).long(),
-             "category": ["object"] * b}
+    label = (mask.flatten(1).amax(1) > 0).long()
+    batch = Batch(image=images, mask=mask, label=label, category=["object"] * b,
+                  defect_type=["square" if y else "good" for y in label.tolist()], path=[""] * b,
+                  index=torch.arange(b), has_mask=torch.ones(b, dtype=torch.bool))
     extend = registry.get(setting.method).bench_batch
     if extend is not None:  # fields only this method's training step reads
         extend(batch, g)
-    return {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+    return move_data_to_device(batch, device)
 
 
 def optimizer_of(module: nn.Module) -> torch.optim.Optimizer:

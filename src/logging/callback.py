@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from src.contracts import EvaluationOutput
 from src.logging import figures
 from src.logging.samples import Sample, SampleStore, category_figure, save_samples
 from src.metrics.accumulator import METRICS
@@ -53,16 +54,14 @@ class WandbResults(L.Callback):
 
     def on_test_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                           batch_idx: int, dataloader_idx: int = 0) -> None:
-        if not isinstance(outputs, dict) or "anomaly_map" not in outputs:
+        if not isinstance(outputs, EvaluationOutput):
             return
-        # Pass-through fields come from the step output, else from the batch (as the metrics do).
-        fields = {**{k: batch[k] for k in _FIELDS if k in batch}, **{k: outputs[k] for k in _FIELDS if k in outputs}}
-        fields["anomaly_map"], fields["pred_score"] = outputs["anomaly_map"], outputs["pred_score"]
-        labels = fields["label"].tolist()
-        indices = fields["index"].tolist()
-        for i, (category, label, index) in enumerate(zip(fields["category"], labels, indices, strict=True)):
+        scored = outputs.batch
+        for i, (category, label, index) in enumerate(
+            zip(scored.category, scored.label.tolist(), scored.index.tolist(), strict=True)
+        ):
             if self.store.wants(category, int(label), int(index)):
-                self.store.add(_sample(batch["image"][i], fields, i))
+                self.store.add(_sample(outputs, i))
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         # Every process kept its own shard's candidates; merging by index gives the samples one
@@ -118,25 +117,23 @@ def per_category_rows(results: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-_FIELDS = ("mask", "label", "category", "defect_type", "path", "index")
-
-
-def _sample(image: torch.Tensor, outputs: dict[str, Any], i: int) -> Sample:
-    """One kept sample from its normalised (3, S, S) image and the step's fields."""
+def _sample(outputs: EvaluationOutput, i: int) -> Sample:
+    """Sample ``i`` of a step's output, its normalised (3, S, S) image turned back into RGB."""
     from datamodules.transforms import denormalize
 
-    image = denormalize(image.detach().float().cpu()).numpy()
-    mask = outputs["mask"][i].detach().float().cpu().reshape(outputs["mask"].shape[-2:]).numpy()
+    b = outputs.batch
+    image = denormalize(b.image[i].detach().float().cpu()).numpy()
+    mask = b.mask[i].detach().float().cpu().reshape(b.mask.shape[-2:]).numpy()
     return Sample(
-        category=str(outputs["category"][i]),
-        index=int(outputs["index"][i]),
-        label=int(outputs["label"][i]),
-        defect_type=str(outputs.get("defect_type", ["?"] * (i + 1))[i]),
-        path=str(outputs.get("path", [""] * (i + 1))[i]),
-        pred_score=float(outputs["pred_score"][i]),
+        category=str(b.category[i]),
+        index=int(b.index[i]),
+        label=int(b.label[i]),
+        defect_type=str(b.defect_type[i]),
+        path=str(b.path[i]),
+        pred_score=float(outputs.pred_score[i]),
         image=figures.to_rgb(image),
         mask=(mask > 0.5).astype(np.uint8),
-        anomaly_map=outputs["anomaly_map"][i].detach().to(torch.float32).cpu().numpy(),
+        anomaly_map=outputs.anomaly_map[i].detach().to(torch.float32).cpu().numpy(),
     )
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.apply_func import move_data_to_device
 
 from src.metrics.curves import BinaryCurve, exact_histogram
 
@@ -89,13 +90,12 @@ class TrainingTrace(L.Callback):
         pl_module.eval()
         with torch.no_grad():
             for batch in trainer.datamodule.val_dataloader():
-                batch = {k: v.to(pl_module.device) if torch.is_tensor(v) else v for k, v in batch.items()}
-                out = pl_module.evaluation_step(batch)
-                for i, category in enumerate(batch["category"]):
-                    maps[category].append(out["anomaly_map"][i].flatten().cpu().numpy())
-                    masks[category].append(batch["mask"][i].flatten().cpu().numpy() > 0.5)
-                    scores[category].append(float(out["pred_score"][i]))
-                    labels[category].append(int(batch["label"][i]))
+                out = pl_module.evaluation_step(move_data_to_device(batch, pl_module.device))
+                for i, category in enumerate(out.batch.category):
+                    maps[category].append(out.anomaly_map[i].flatten().cpu().numpy())
+                    masks[category].append(out.batch.mask[i].flatten().cpu().numpy() > 0.5)
+                    scores[category].append(float(out.pred_score[i]))
+                    labels[category].append(int(out.batch.label[i]))
         pl_module.train(was_training)
         result = {c: {"pixel_auroc": auroc(np.concatenate(maps[c]), np.concatenate(masks[c])),
                       "image_auroc": auroc(np.asarray(scores[c]), np.asarray(labels[c]))} for c in maps}

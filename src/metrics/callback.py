@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,24 +12,21 @@ import lightning as L
 import numpy as np
 import torch
 
+from src.contracts import EvaluationOutput
 from src.metrics.accumulator import AUPRO_VARIANTS, METRICS, AnomalyMetrics
 from src.metrics.distributed import all_gather_object
 from src.metrics.io import write_metrics, write_predictions
 
 log = logging.getLogger(__name__)
 
-#: Fields read from the step output, falling back to the batch for the pass-through ones.
-OUTPUT_FIELDS = ("anomaly_map", "pred_score")
-PASSTHROUGH_FIELDS = ("mask", "label", "category", "defect_type", "index")
-
 
 class MetricsCallback(L.Callback):
     """Computes every image and pixel metric per category at the end of test and validation epochs.
 
-    The LightningModule's ``test_step`` / ``validation_step`` returns a dict with ``anomaly_map``
-    (B, H, W) post-processed, ``pred_score`` (B,) raw, and the batch fields ``mask``, ``label``,
-    ``category``, ``defect_type``, ``index`` (taken from the batch when absent from the output),
-    optionally ``has_mask`` (B,) and ``path``.
+    The LightningModule's ``test_step`` / ``validation_step`` returns an
+    :class:`~src.contracts.EvaluationOutput`: ``anomaly_map`` (B, H, W) post-processed,
+    ``pred_score`` (B,) raw, and the batch whose ``mask``, ``label``, ``category``,
+    ``defect_type``, ``index``, ``has_mask`` and ``path`` are scored.
 
     Metrics are logged as ``test/<category>/<metric>`` and ``test/mean/<metric>`` (``val/...`` in
     validation). At test end, rank 0 writes ``metrics.json`` and ``metrics.csv`` into the output
@@ -138,37 +135,25 @@ class MetricsCallback(L.Callback):
     def _update(self, outputs: Any, batch: Any, keep_predictions: bool) -> None:
         if self._metrics is None:
             raise RuntimeError("MetricsCallback: a batch ended before its epoch started")
-        if not isinstance(outputs, Mapping):
+        if not isinstance(outputs, EvaluationOutput):
             raise TypeError(
-                "MetricsCallback: test_step/validation_step must return a dict with 'anomaly_map' and "
-                f"'pred_score', got {type(outputs).__name__}"
+                "MetricsCallback: test_step/validation_step must return a src.contracts.EvaluationOutput "
+                f"(AnomalyModule.evaluation_step), got {type(outputs).__name__}"
             )
-        fields = {}
-        for key in OUTPUT_FIELDS + PASSTHROUGH_FIELDS:
-            if key in outputs:
-                fields[key] = outputs[key]
-            elif key in PASSTHROUGH_FIELDS and isinstance(batch, Mapping) and key in batch:
-                fields[key] = batch[key]
-            else:
-                raise KeyError(
-                    f"MetricsCallback: step output lacks {key!r} (and the batch does not carry it); "
-                    f"expected keys: {OUTPUT_FIELDS + PASSTHROUGH_FIELDS}"
-                )
-        path = outputs.get("path", batch.get("path") if isinstance(batch, Mapping) else None)
-        has_mask = outputs.get("has_mask", batch.get("has_mask") if isinstance(batch, Mapping) else None)
+        scored = outputs.batch
         self._metrics.update(
-            fields["anomaly_map"],
-            fields["pred_score"],
-            fields["mask"],
-            fields["label"],
-            list(fields["category"]),
-            list(fields["defect_type"]),
-            fields["index"],
-            has_mask=has_mask,
-            path=list(path) if path is not None else None,
+            outputs.anomaly_map,
+            outputs.pred_score,
+            scored.mask,
+            scored.label,
+            list(scored.category),
+            list(scored.defect_type),
+            scored.index,
+            has_mask=scored.has_mask,
+            path=list(scored.path),
         )
         if keep_predictions:
-            self._predictions.append(_to_cpu({**fields, "path": path}))
+            self._predictions.append(_prediction_rows(outputs))
 
     def _finish(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> dict[str, Any]:
         if self._metrics is None:
@@ -193,42 +178,53 @@ class MetricsCallback(L.Callback):
         return result
 
     def _gather_predictions(self) -> dict[str, Any] | None:
-        """Every rank's kept predictions on rank 0, de-duplicated by index, in dataset order."""
+        """Every rank's kept predictions on rank 0, de-duplicated by index, in dataset order.
+
+        Returns the keyword arguments of :func:`~src.metrics.io.write_predictions`, or None.
+        """
         gathered = all_gather_object(self._predictions)
         self._predictions = []
-        seen: dict[int, tuple[int, int, int]] = {}
-        batches = [b for rank_batches in gathered for b in rank_batches]
-        for bi, b in enumerate(batches):
-            for i, idx in enumerate(b["index"].tolist()):
-                seen.setdefault(int(idx), (bi, i, int(idx)))
-        if not seen:
+        first: dict[int, _Prediction] = {}
+        for rows in (r for rank_rows in gathered for r in rank_rows):
+            for row in rows:
+                first.setdefault(row.index, row)  # DistributedSampler padding repeats indices
+        if not first:
             return None
-        order = [seen[k] for k in sorted(seen)]
-
-        def take(key: str) -> list[Any]:
-            return [batches[bi][key][i] for bi, i, _ in order]
-
-        has_paths = all(b["path"] is not None for b in batches)
+        rows = [first[k] for k in sorted(first)]
         return {
-            "anomaly_maps": np.stack(take("anomaly_map")),
-            "masks": (np.stack(take("mask")).reshape(len(order), *batches[0]["anomaly_map"].shape[-2:]) > 0.5),
-            "scores": np.array(take("pred_score"), dtype=np.float64),
-            "labels": np.array(take("label"), dtype=np.int64),
-            "categories": take("category"),
-            "defect_types": take("defect_type"),
-            "paths": take("path") if has_paths else None,
+            "anomaly_maps": np.stack([r.anomaly_map for r in rows]),
+            "masks": np.stack([r.mask.reshape(r.anomaly_map.shape) for r in rows]) > 0.5,
+            "scores": np.array([r.pred_score for r in rows], dtype=np.float64),
+            "labels": np.array([r.label for r in rows], dtype=np.int64),
+            "categories": [r.category for r in rows],
+            "defect_types": [r.defect_type for r in rows],
+            "paths": [r.path for r in rows],
         }
 
 
-def _to_cpu(fields: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in fields.items():
-        if isinstance(value, torch.Tensor):
-            value = value.detach().float().cpu().numpy() if value.is_floating_point() else value.cpu().numpy()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[key] = np.asarray(value) if key in ("index", "label", "pred_score") else value
-    return out
+@dataclass
+class _Prediction:
+    """One scored image on the CPU, as kept for ``predictions.npz``."""
+
+    index: int
+    anomaly_map: np.ndarray  # (H, W) float32
+    mask: np.ndarray  # (1, H, W) float32
+    pred_score: float
+    label: int
+    category: str
+    defect_type: str
+    path: str
+
+
+def _prediction_rows(outputs: EvaluationOutput) -> list[_Prediction]:
+    def cpu(t: torch.Tensor) -> np.ndarray:
+        return t.detach().float().cpu().numpy()
+
+    b = outputs.batch
+    maps, masks, scores = cpu(outputs.anomaly_map), cpu(b.mask), cpu(outputs.pred_score)
+    rows = zip(b.index.tolist(), maps, masks, scores.tolist(), b.label.tolist(), b.category, b.defect_type, b.path,
+               strict=True)
+    return [_Prediction(int(i), m, k, float(s), int(y), str(c), str(d), str(p)) for i, m, k, s, y, c, d, p in rows]
 
 
 def partial_evaluation(meta: dict[str, Any], trainer: L.Trainer) -> dict[str, Any] | None:

@@ -12,31 +12,34 @@ from datamodules.builtin import generate_builtin
 from datamodules.datamodule import AnomalyDataModule
 from datamodules.protocols import default_aux_dataset, select_k_shots
 from datamodules.registry import dataset_categories
+from src.contracts import Batch
 from tests.datamodules.conftest import make_folder_dataset
-
-KEYS = {"image", "mask", "label", "category", "defect_type", "path", "index", "has_mask"}
 
 
 class MarkHook(SampleHook):
-    """Dummy synthesis: paints a random-sized square white, marks it in the mask, adds a key."""
+    """Dummy synthesis: paints a random-sized square white into ``synthetic_image``, marks it in
+    ``synthetic_mask``, and reports the size of its pool as the label."""
 
-    image_keys = ("image", "clean")
-    mask_keys = ("mask",)
+    image_keys = ("image", "synthetic_image")
+    mask_keys = ("mask", "synthetic_mask")
 
     def __init__(self, size: int = 3) -> None:
         self.size = size
-        self.calls: list[int] = []
 
     def __call__(self, sample, rng, pool):
         assert sample["image"].dtype == np.float32 and 0 <= sample["image"].min() and sample["image"].max() <= 1
         assert sample["mask"].ndim == 2 and isinstance(sample["category"], str)
         side = sample["image"].shape[0]
         top, left = rng.integers(0, side - self.size, size=2)
-        clean = sample["image"].copy()
-        image, mask = sample["image"], sample["mask"]
-        image[top : top + self.size, left : left + self.size] = 1.0
-        mask[top : top + self.size, left : left + self.size] = 1.0
-        return {"image": image, "clean": clean, "mask": mask, "label": 1, "pool_size": len(pool), "top": int(top)}
+        painted, mark = sample["image"].copy(), np.zeros_like(sample["mask"])
+        painted[top : top + self.size, left : left + self.size] = 1.0
+        mark[top : top + self.size, left : left + self.size] = 1.0
+        return {"synthetic_image": painted, "synthetic_mask": mark, "label": len(pool)}
+
+
+class TypoHook(SampleHook):
+    def __call__(self, sample, rng, pool):
+        return {"synthetic_imgae": sample["image"]}
 
 
 @pytest.fixture
@@ -65,15 +68,15 @@ def _dm(roots, **kwargs) -> AnomalyDataModule:
 def test_zero_shot_trains_on_aux_test_split(roots):
     dm = _dm(roots)
     batches = list(dm.train_dataloader())
-    paths = [p for b in batches for p in b["path"]]
+    paths = [p for b in batches for p in b.path]
     assert len(paths) == 5 and all("/aux/bolt/test/" in p for p in paths)
-    assert {int(v) for b in batches for v in b["label"]} == {0, 1}
+    assert {int(v) for b in batches for v in b.label} == {0, 1}
     assert "TEST split" in dm.describe() and "convention" in dm.describe()
-    val_paths = [p for b in dm.val_dataloader() for p in b["path"]]
+    val_paths = [p for b in dm.val_dataloader() for p in b.path]
     assert sorted(val_paths) == sorted(paths)
     # the shuffle is seeded: same order for the same seed, another for another seed
-    assert [p for b in _dm(roots).train_dataloader() for p in b["path"]] == paths
-    orders = {tuple(p for b in _dm(roots, seed=s).train_dataloader() for p in b["path"]) for s in range(1, 5)}
+    assert [p for b in _dm(roots).train_dataloader() for p in b.path] == paths
+    orders = {tuple(p for b in _dm(roots, seed=s).train_dataloader() for p in b.path) for s in range(1, 5)}
     assert len(orders | {tuple(paths)}) > 1
 
 
@@ -81,23 +84,23 @@ def test_test_loader_batch_format(roots):
     dm = _dm(roots)
     batches = list(dm.test_dataloader())
     batch = batches[0]
-    assert set(batch) == KEYS
-    assert batch["image"].shape == (3, 3, 16, 16) and batch["image"].dtype == torch.float32
-    assert batch["mask"].shape == (3, 1, 16, 16) and batch["mask"].dtype == torch.float32
-    assert batch["label"].dtype == torch.int64 and batch["index"].dtype == torch.int64
-    assert batch["has_mask"].dtype == torch.bool
-    assert isinstance(batch["category"], list) and isinstance(batch["defect_type"], list)
+    assert isinstance(batch, Batch) and batch.synthetic_image is None and batch.synthetic_mask is None
+    assert batch.image.shape == (3, 3, 16, 16) and batch.image.dtype == torch.float32
+    assert batch.mask.shape == (3, 1, 16, 16) and batch.mask.dtype == torch.float32
+    assert batch.label.dtype == torch.int64 and batch.index.dtype == torch.int64
+    assert batch.has_mask.dtype == torch.bool
+    assert isinstance(batch.category, list) and isinstance(batch.defect_type, list)
     assert dm.categories == ["gadget", "widget"] and dm.protocol == "zero-shot"
     meta = dm.results_meta()
     assert meta["data"]["aux_dataset"] == "folder" and meta["data"]["n_test_images"] == 6
     assert meta["k_shot_files"] == {}
-    index = torch.cat([b["index"] for b in batches])
+    index = torch.cat([b.index for b in batches])
     assert index.tolist() == list(range(6))  # 2 categories in one loader, fixed order
-    assert {c for b in batches for c in b["category"]} == {"widget", "gadget"}
+    assert {c for b in batches for c in b.category} == {"widget", "gadget"}
     for b in batches:
-        normal = b["label"] == 0
-        assert b["mask"][normal].sum() == 0 and (b["mask"][~normal].flatten(1).sum(1) > 0).all()
-        assert all(d == "good" for d, n in zip(b["defect_type"], normal) if n)
+        normal = b.label == 0
+        assert b.mask[normal].sum() == 0 and (b.mask[~normal].flatten(1).sum(1) > 0).all()
+        assert all(d == "good" for d, n in zip(b.defect_type, normal) if n)
 
 
 def test_k_shot_selection(roots):
@@ -110,7 +113,8 @@ def test_k_shot_selection(roots):
     assert any(o != files for o in others)
     assert dm.results_meta()["k_shot_files"] == dm.k_shot_files and dm.results_meta()["data"]["k_shot"] == 2
     ref = dm.reference_batch("widget")
-    assert ref["image"].shape == (2, 3, 16, 16) and [p.split("target/")[1] for p in ref["path"]] == files
+    assert ref.image.shape == (2, 3, 16, 16) and [p.split("target/")[1] for p in ref.path] == files
+    assert ref.category == ["widget", "widget"] and ref.label.tolist() == [0, 0]
     assert dm.val_dataloader() == []
     with pytest.raises(DatasetError, match="unknown category 'bolt'"):
         dm.reference_batch("bolt")
@@ -137,30 +141,34 @@ def test_k_shot_stream_with_sample_hook(roots):
     stream["sample_hook_args"] = {"size": 4}
     dm = _dm(roots, **stream)
     batches = list(dm.train_dataloader())
-    assert len(batches) == 3 and sum(len(b["index"]) for b in batches) == 6
+    assert len(batches) == 3 and sum(len(b.index) for b in batches) == 6
     batch = batches[0]
-    assert set(batch) == KEYS | {"clean", "pool_size", "top"}
-    assert batch["clean"].shape == batch["image"].shape == (2, 3, 16, 16)
-    assert batch["mask"].shape == (2, 1, 16, 16) and (batch["mask"].flatten(1).sum(1) == 16).all()
-    assert (batch["label"] == 1).all() and (batch["pool_size"] == 1).all()  # k=2: one other shot
+    assert isinstance(batch, Batch)
+    assert batch.synthetic_image.shape == batch.image.shape == (2, 3, 16, 16)
+    assert batch.synthetic_mask.shape == (2, 1, 16, 16) and (batch.synthetic_mask.flatten(1).sum(1) == 16).all()
+    assert (batch.label == 1).all()  # k=2: the pool holds the one other shot
     white = (1.0 - torch.tensor([0.48145466, 0.4578275, 0.40821073])) / torch.tensor(
         [0.26862954, 0.26130258, 0.27577711]
     )
-    marked = batch["mask"][0, 0] > 0
-    assert torch.allclose(batch["image"][0][:, marked], white[:, None].expand(3, 16), atol=1e-5)
-    assert not torch.allclose(batch["clean"][0][:, marked], batch["image"][0][:, marked])
+    marked = batch.synthetic_mask[0, 0] > 0
+    assert torch.allclose(batch.synthetic_image[0][:, marked], white[:, None].expand(3, 16), atol=1e-5)
+    assert not torch.allclose(batch.image[0][:, marked], batch.synthetic_image[0][:, marked])
+
+    def corners(loader) -> torch.Tensor:
+        return torch.cat([b.synthetic_mask.flatten(1).argmax(1) for b in loader])
+
     # deterministic per (seed, index), and independent of the number of workers
     again = list(_dm(roots, **stream).train_dataloader())
-    assert [b["path"] for b in again] == [b["path"] for b in batches]
-    assert torch.equal(torch.cat([b["top"] for b in again]), torch.cat([b["top"] for b in batches]))
-    workers = _dm(roots, **stream, num_workers=2)
-    assert torch.equal(
-        torch.cat([b["top"] for b in workers.train_dataloader()]), torch.cat([b["top"] for b in batches])
-    )
-    seeds = _dm(roots, **stream, seed=1)
-    assert not torch.equal(
-        torch.cat([b["top"] for b in seeds.train_dataloader()]), torch.cat([b["top"] for b in batches])
-    )
+    assert [b.path for b in again] == [b.path for b in batches]
+    assert torch.equal(corners(again), corners(batches))
+    assert torch.equal(corners(_dm(roots, **stream, num_workers=2).train_dataloader()), corners(batches))
+    assert not torch.equal(corners(_dm(roots, **stream, seed=1).train_dataloader()), corners(batches))
+
+
+def test_a_hook_key_outside_the_batch_fields_is_refused(roots):
+    dm = _dm(roots, protocol="k-shot", k_shot=2, sample_hook=f"{__name__}.TypoHook")
+    with pytest.raises(DatasetError, match=r"unknown batch field\(s\) \['synthetic_imgae'\]; the batch fields are"):
+        next(iter(dm.train_dataloader()))
 
 
 def test_bad_options(roots, tmp_path):
@@ -234,8 +242,8 @@ def test_builtin_cross_half_through_lightning(tmp_path):
             self.seen: dict[str, set[str]] = {"train": set(), "val": set(), "test": set()}
 
         def _step(self, batch, stage):
-            self.seen[stage].update(batch["category"])
-            return self.layer(batch["image"].mean(dim=(2, 3))).mean()
+            self.seen[stage].update(batch.category)
+            return self.layer(batch.image.mean(dim=(2, 3))).mean()
 
         def training_step(self, batch, batch_idx):
             return self._step(batch, "train")

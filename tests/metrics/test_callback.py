@@ -9,6 +9,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from datamodules.loaders import collate_batch
+from src.contracts import Batch, EvaluationOutput
 from src.metrics.callback import MetricsCallback
 from tests.metrics import reference
 from tests.metrics.scenarios import make_category
@@ -17,7 +19,7 @@ MEAN = torch.tensor([0.48145466, 0.4578275, 0.40821073]).view(3, 1, 1)
 
 
 class _Data(Dataset):
-    """A batch in the suite's contract; the 'image' carries the map a fake method will return."""
+    """Items of the suite's batch contract; the 'image' carries the map a fake method will return."""
 
     def __init__(self):
         parts = [make_category("many_small", seed=31, n_images=9, size=16),
@@ -37,18 +39,25 @@ class _Data(Dataset):
             "defect_type": str(self.defects[i]),
             "path": f"{self.categories[i]}/{i:03d}.png",
             "index": i,
-            "score": float(self.scores[i]),
+            "has_mask": True,
         }
 
 
+def _loader(data: _Data, batch_size: int) -> DataLoader:
+    return DataLoader(data, batch_size=batch_size, collate_fn=collate_batch)
+
+
 class _FakeMethod(L.LightningModule):
-    def __init__(self):
+    """Returns the map carried by the image and the data's score of each index."""
+
+    def __init__(self, scores: np.ndarray):
         super().__init__()
         self.dummy = torch.nn.Parameter(torch.zeros(()))
+        self.scores = torch.from_numpy(scores)
 
-    def test_step(self, batch, batch_idx):
-        return {"anomaly_map": (batch["image"] - MEAN)[:, 0], "pred_score": batch["score"],
-                **{k: batch[k] for k in ("mask", "label", "category", "defect_type", "path", "index")}}
+    def test_step(self, batch: Batch, batch_idx: int) -> EvaluationOutput:
+        return EvaluationOutput(anomaly_map=(batch.image - MEAN)[:, 0], pred_score=self.scores[batch.index],
+                                batch=batch)
 
     def validation_step(self, batch, batch_idx):
         return self.test_step(batch, batch_idx)
@@ -63,7 +72,7 @@ def test_callback_writes_metrics_files(tmp_path):
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                         callbacks=[callback])
-    logged = trainer.test(_FakeMethod(), DataLoader(data, batch_size=4), verbose=False)[0]
+    logged = trainer.test(_FakeMethod(data.scores), _loader(data, 4), verbose=False)[0]
 
     result = json.loads((tmp_path / "metrics.json").read_text())
     screw = np.arange(9)
@@ -90,14 +99,15 @@ def test_callback_names_bad_sample(tmp_path):
     class _Broken(_FakeMethod):
         def test_step(self, batch, batch_idx):
             out = super().test_step(batch, batch_idx)
-            out["anomaly_map"][-1, 0, 0] = float("nan")
+            out.anomaly_map[-1, 0, 0] = float("nan")
             return out
 
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                         callbacks=[MetricsCallback(spill_dir=str(tmp_path / "spill"))])
     with pytest.raises(ValueError, match=r"non-finite anomaly_map .*'screw'.*screw/003\.png"):
-        trainer.test(_Broken(), DataLoader(_Data(), batch_size=4), verbose=False)
+        data = _Data()
+        trainer.test(_Broken(data.scores), _loader(data, 4), verbose=False)
     assert not any((tmp_path / "spill").rglob("*.maps"))  # spill cleaned up after the failure
 
 
@@ -106,7 +116,22 @@ def test_callback_in_validation_logs_val_keys(tmp_path):
     trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
                         callbacks=[callback])
-    logged = trainer.validate(_FakeMethod(), DataLoader(_Data(), batch_size=5), verbose=False)[0]
+    data = _Data()
+    logged = trainer.validate(_FakeMethod(data.scores), _loader(data, 5), verbose=False)[0]
     assert "val/mean/pixel_aupro" in logged and "val/tile/image_auroc" in logged
     assert callback.validation_results["meta"]["n_images"] == 16
     assert callback.results is None and not (tmp_path / "metrics.json").exists()  # files at test end only
+
+
+def test_callback_refuses_an_untyped_step_output(tmp_path):
+    class _Untyped(_FakeMethod):
+        def test_step(self, batch, batch_idx):
+            out = super().test_step(batch, batch_idx)
+            return {"anomaly_map": out.anomaly_map, "pred_score": out.pred_score}
+
+    trainer = L.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[MetricsCallback(num_bins=2**12)])
+    data = _Data()
+    with pytest.raises(TypeError, match="must return a src.contracts.EvaluationOutput .*got dict"):
+        trainer.test(_Untyped(data.scores), _loader(data, 4), verbose=False)

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from src.backbone import CLIPBackbone
+from src.contracts import Batch, MethodOutput
 from src.module import AnomalyModule
+
+
+@dataclass
+class ToyOutput(MethodOutput):
+    """Adds the per-patch logits (B, g, g) the BCE loss reads."""
+
+    logits: torch.Tensor | None = None
 
 
 class ToyModel(nn.Module):
@@ -21,12 +29,12 @@ class ToyModel(nn.Module):
         self.layer = layer
         self.head = nn.Linear(backbone.width, 1)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, categories: list[str]) -> ToyOutput:
         """images (B, 3, S, S) -> anomaly_map (B, g, g) logits, pred_score (B,) their maximum."""
         tokens = self.backbone.encode_image_layers(images, [self.layer])[0][:, 1:]
         g = self.backbone.grid_size[0]
         logits = self.head(tokens).squeeze(-1).reshape(images.shape[0], g, g)
-        return {"anomaly_map": logits.sigmoid(), "pred_score": logits.flatten(1).amax(1).sigmoid(), "logits": logits}
+        return ToyOutput(anomaly_map=logits.sigmoid(), pred_score=logits.flatten(1).amax(1).sigmoid(), logits=logits)
 
 
 class ToyMethod(AnomalyModule):
@@ -44,12 +52,9 @@ class ToyMethod(AnomalyModule):
         self.model = ToyModel(clip, (layers or [clip.num_layers])[-1])
         self.lr = lr
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return self.model(batch["image"])
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        logits = self.model(batch["image"])["logits"]
-        target = F.adaptive_max_pool2d(batch["mask"].float().reshape(-1, 1, *batch["mask"].shape[-2:]),
+    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = self(batch).logits
+        target = F.adaptive_max_pool2d(batch.mask.float().reshape(-1, 1, *batch.mask.shape[-2:]),
                                        logits.shape[-2:]).squeeze(1)
         return {"bce": F.binary_cross_entropy_with_logits(logits, target)}
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from src.contracts import Batch
 from src.module import AnomalyModule
 
 from .losses import afr_losses
@@ -78,15 +79,10 @@ class AFRCLIP(AnomalyModule):
             cmfr_normalize=cmfr_normalize, prototypes=prototypes,
         )
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Evaluation outputs: ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,)."""
-        out = self.model(batch["image"], batch["category"])
-        return {"anomaly_map": out.anomaly_map, "pred_score": out.pred_score}
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss terms of one training batch (see ``losses.afr_losses``)."""
-        out = self.model(batch["image"], batch["category"])
-        return afr_losses(out.stage_logits, self.model.backbone.grid_size, batch["mask"], batch["label"],
+        out = self(batch)
+        return afr_losses(out.stage_logits, self.model.backbone.grid_size, batch.mask, batch.label,
                           gamma=self.hparams.focal_gamma)
 
     def configure_optimizers(self) -> dict[str, Any]:

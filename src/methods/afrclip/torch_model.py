@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.backbone.clip import CLIPBackbone
+from src.contracts import MethodOutput
 from src.seeding import module_seed
 
 from .adapters import StageAdapters, TextAdapter
@@ -36,18 +37,17 @@ from .sp import CNNFeatures, SelfPrompting, cnn_feature_dim, prompt_plan
 
 
 @dataclass
-class AFROutput:
+class AFROutput(MethodOutput):
     """Result of :meth:`AFRCLIPModel.forward`.
 
     Attributes:
-        stage_logits: per stage (B, 1 + L, 2) logits ``[S_n, S_a] / tau``, token 0 the CLS token.
         anomaly_map: (B, gh, gw) abnormal probability averaged over stages.
         pred_score: (B,) CLS abnormal probability averaged over stages.
+        stage_logits: per stage (B, 1 + L, 2) logits ``[S_n, S_a] / tau``, token 0 the CLS token
+            (the losses' input).
     """
 
     stage_logits: list[torch.Tensor]
-    anomaly_map: torch.Tensor
-    pred_score: torch.Tensor
 
 
 class AFRCLIPModel(nn.Module):
@@ -212,7 +212,8 @@ class AFRCLIPModel(nn.Module):
             stage_logits.append(prototype_logits(query, normal, abnormal, self.temperature))
         probs = torch.stack([lg.softmax(dim=-1)[..., 1] for lg in stage_logits]).mean(0)  # (B, 1 + L)
         gh, gw = self.backbone.grid_size
-        return AFROutput(stage_logits, probs[:, 1:].reshape(-1, gh, gw), probs[:, 0])
+        anomaly_map = probs[:, 1:].reshape(-1, gh, gw)
+        return AFROutput(anomaly_map=anomaly_map, pred_score=probs[:, 0], stage_logits=stage_logits)
 
     # ------------------------------------------------------------------ bookkeeping
     def describe(self) -> dict:

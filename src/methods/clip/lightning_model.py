@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
-from datamodules.names import object_name
 from src.backbone import CLIPBackbone
 from src.module import AnomalyModule
 
@@ -46,14 +43,8 @@ class CLIPBaseline(AnomalyModule):
         super().__init__(eval_sigma=eval_sigma)
         self.save_hyperparameters()
         clip = CLIPBackbone(backbone, pretrained, image_size, weights_cache_dir=weights_cache_dir)
-        self.model = CLIPBaselineModel(clip, layers, num_stages, temperature)
+        self.model = CLIPBaselineModel(clip, layers, num_stages, temperature, few_shot=few_shot)
         self.few_shot = few_shot
-
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Evaluation outputs: ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,)."""
-        names = [object_name(c) for c in batch["category"]]
-        keys = list(batch["category"]) if self.few_shot else None
-        return self.model(batch["image"], names, keys)
 
     def _load_references(self) -> None:
         if not self.few_shot:
@@ -65,7 +56,7 @@ class CLIPBaseline(AnomalyModule):
                 "--data.init_args.k_shot=<k> (make train ... K=<k>)."
             )
         for category in datamodule.categories:
-            refs = datamodule.reference_batch(category)["image"].to(self.device)
+            refs = datamodule.reference_batch(category).image.to(self.device)
             self.model.set_references(category, refs)
 
     def on_test_start(self) -> None:

@@ -19,7 +19,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.names import object_name
 from src.backbone import CLIPBackbone
+from src.contracts import MethodOutput
 
 from .prompts import ABNORMAL_STATES, NORMAL_STATES, prompt_ensemble
 
@@ -38,6 +40,8 @@ class CLIPBaselineModel(nn.Module):
             spaced blocks.
         num_stages: number of evenly spaced blocks when ``layers`` is None.
         temperature: softmax temperature of the cosine similarities (CLIP's 0.01..0.07 range).
+        few_shot: add the k-shot reference distance; every category must have references
+            (:meth:`set_references`).
     """
 
     def __init__(
@@ -46,9 +50,11 @@ class CLIPBaselineModel(nn.Module):
         layers: Sequence[int] | None = None,
         num_stages: int = 4,
         temperature: float = 0.07,
+        few_shot: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone
+        self.few_shot = few_shot
         self.layers = list(layers) if layers else stage_layers(backbone.num_layers, num_stages)
         backbone._check_layers(self.layers)
         self.temperature = temperature
@@ -57,15 +63,15 @@ class CLIPBaselineModel(nn.Module):
 
     # ------------------------------------------------------------------ text
     @torch.no_grad()
-    def text_features(self, object_name: str) -> torch.Tensor:
-        """(2, D) unit-norm normal/abnormal embeddings, computed once per object name."""
-        if object_name not in self._text_cache:
+    def text_features(self, noun: str) -> torch.Tensor:
+        """(2, D) unit-norm normal/abnormal embeddings, computed once per object noun."""
+        if noun not in self._text_cache:
             rows = []
             for states in (NORMAL_STATES, ABNORMAL_STATES):
-                emb = F.normalize(self.backbone.encode_text(prompt_ensemble(object_name, states)), dim=-1)
+                emb = F.normalize(self.backbone.encode_text(prompt_ensemble(noun, states)), dim=-1)
                 rows.append(F.normalize(emb.mean(0), dim=-1))
-            self._text_cache[object_name] = torch.stack(rows)
-        return self._text_cache[object_name]
+            self._text_cache[noun] = torch.stack(rows)
+        return self._text_cache[noun]
 
     def clear_caches(self) -> None:
         """Forget the cached text embeddings and the k-shot memories."""
@@ -81,19 +87,17 @@ class CLIPBaselineModel(nn.Module):
 
     # ------------------------------------------------------------------ scoring
     @torch.no_grad()
-    def forward(
-        self, images: torch.Tensor, object_names: Sequence[str], memory_keys: Sequence[str] | None = None
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, categories: Sequence[str]) -> MethodOutput:
         """Args:
             images: (B, 3, H, W).
-            object_names: prompt noun per image.
-            memory_keys: reference memory per image for the k-shot mode (None: zero-shot).
+            categories: B category names: the prompt noun (``datamodules.names.object_name``) and,
+                with ``few_shot``, the reference memory of each image.
 
         Returns:
             ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,).
         """
         taps = self.backbone.encode_image_layers(images, self.layers)
-        text = torch.stack([self.text_features(name) for name in object_names])  # (B, 2, D)
+        text = torch.stack([self.text_features(object_name(c)) for c in categories])  # (B, 2, D)
         gh, gw = self.backbone.grid_size
         maps = []
         for tokens in taps:
@@ -103,11 +107,11 @@ class CLIPBaselineModel(nn.Module):
         anomaly_map = torch.stack(maps).mean(0).reshape(-1, gh, gw)
         image = F.normalize(self.image_embedding(images, taps), dim=-1)
         score = (torch.einsum("bd,bcd->bc", image, text) / self.temperature).softmax(-1)[:, 1]
-        if memory_keys is not None:
-            few = self.reference_distance(taps, memory_keys).reshape(-1, gh, gw)
+        if self.few_shot:
+            few = self.reference_distance(taps, categories).reshape(-1, gh, gw)
             anomaly_map = (anomaly_map + few) / 2
             score = (score + few.flatten(1).amax(1)) / 2
-        return {"anomaly_map": anomaly_map, "pred_score": score}
+        return MethodOutput(anomaly_map=anomaly_map, pred_score=score)
 
     def image_embedding(self, images: torch.Tensor, taps: list[torch.Tensor]) -> torch.Tensor:
         """CLIP's global embedding (B, D), reusing the last tap when it is the last block."""

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 
 from src.backbone import CLIPBackbone
+from src.contracts import Batch
 from src.losses import binary_focal_loss, dice_loss
 from src.module import AnomalyModule
 
@@ -142,17 +141,12 @@ class FBCLIP(AnomalyModule):
         """False when the authors' released weights are loaded."""
         return super().is_trainable and not self.release_loaded
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Evaluation outputs: ``anomaly_map`` (B, gh, gw) and ``pred_score`` (B,)."""
-        out = self.model(batch["image"])
-        return {"anomaly_map": out.anomaly_map, "pred_score": out.pred_score}
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Focal on the image score + focal and 0.2 Dice on the upsampled map + SCR (as released)."""
         hp = self.hparams
-        out = self.model(batch["image"])
-        mask = batch["mask"].float()
-        label = batch["label"].float()
+        out = self(batch)
+        mask = batch.mask.float()
+        label = batch.label.float()
         up = F.interpolate(out.anomaly_map.unsqueeze(1), size=mask.shape[-2:], mode="bilinear",
                            align_corners=False)
         return {

@@ -16,6 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from src.backbone import CLIPBackbone
+from src.contracts import MethodOutput
 from src.seeding import module_seed
 
 from .background import BANKS, CANDIDATES, background_bank, background_prototype, subtract_background
@@ -31,19 +32,17 @@ PLAIN_PROJ_NORMS = ("ln_post", "none")
 
 
 @dataclass
-class FBOutput:
+class FBOutput(MethodOutput):
     """What one forward pass produces.
 
     Attributes:
-        pred_score: (B,) abnormal probability of the CLS token.
         anomaly_map: (B, gh, gw) abnormal probability of every patch.
+        pred_score: (B,) abnormal probability of the CLS token.
         probs: (B, 1 + L, 2) fused class probabilities of every token.
         text: (2, D) unit-norm text features (normal, abnormal).
-        sets: S projected token sets, each (B, 1 + L, D).
+        sets: S projected token sets, each (B, 1 + L, D) (SCR's input).
     """
 
-    pred_score: torch.Tensor
-    anomaly_map: torch.Tensor
     probs: torch.Tensor
     text: torch.Tensor
     sets: list[torch.Tensor]
@@ -217,8 +216,11 @@ class FBCLIPModel(nn.Module):
             sets = [subtract_background(z, prototype) for z in sets]
         return sets, set_layer
 
-    def forward(self, images: torch.Tensor) -> FBOutput:
-        """Images (B, 3, H, W), CLIP-normalised -> :class:`FBOutput`."""
+    def forward(self, images: torch.Tensor, categories: Sequence[str]) -> FBOutput:
+        """Images (B, 3, H, W), CLIP-normalised -> :class:`FBOutput`.
+
+        ``categories`` (B names) are not read: FB-CLIP's learned prompts are object-agnostic.
+        """
         text = self.text_features()
         sets, set_layer = self.token_sets(images)
         # FB-Attention's output is LayerNorm-ed and the release projects it without ln_post. Without
@@ -234,7 +236,7 @@ class FBCLIPModel(nn.Module):
         probs = torch.softmax(logits, dim=-1)
         gh, gw = self.backbone.grid_size
         anomaly_map = probs[:, 1:, 1].reshape(-1, gh, gw)
-        return FBOutput(probs[:, 0, 1], anomaly_map, probs, text, projected)
+        return FBOutput(anomaly_map=anomaly_map, pred_score=probs[:, 0, 1], probs=probs, text=text, sets=projected)
 
     def scr(self, out: FBOutput) -> torch.Tensor:
         """SCR on the last projected set (layer 24, SPA view as released)."""

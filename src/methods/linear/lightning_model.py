@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from datamodules.names import object_name
+from src.contracts import Batch
 from src.module import AnomalyModule
 
 from .losses import linear_losses
@@ -57,16 +57,10 @@ class LinearProbe(AnomalyModule):
             logit_scale=logit_scale, pos_embed_mode=pos_embed_mode, weights_cache_dir=weights_cache_dir,
         )
 
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """``anomaly_map`` (B, gh, gw); ``pred_score`` (B,) is the raw map's maximum (replaced by the
-        smoothed map's maximum in evaluation)."""
-        out = self.model(batch["image"], [object_name(c) for c in batch["category"]])
-        return {"anomaly_map": out.anomaly_map, "pred_score": out.anomaly_map.flatten(1).amax(1)}
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss terms of one training batch (see ``losses.linear_losses``)."""
-        out = self.model(batch["image"], [object_name(c) for c in batch["category"]])
-        return linear_losses(out.layer_logits, self.model.backbone.grid_size, batch["mask"],
+        out = self(batch)
+        return linear_losses(out.layer_logits, self.model.backbone.grid_size, batch.mask,
                              gamma=self.hparams.focal_gamma)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:

@@ -1,6 +1,6 @@
 """Registry entry of the linear probe (see ``src/registry.py``)."""
 
-from src.registry import BenchSetting, Learning, MethodSpec, forward_with_class_names
+from src.registry import BenchSetting, Learning, MethodSpec
 
 SPEC = MethodSpec(
     name="linear", display_name="Linear probe", lightning_class="src.methods.linear.LinearProbe",
@@ -8,5 +8,4 @@ SPEC = MethodSpec(
     bench_paper=BenchSetting("linear", "ViT-L-14-336-quickgelu", 518, (6, 12, 18, 24), 8),
     bench_quick=BenchSetting("linear", "tiny-vit", 64, (2, 3, 4), 2),
     time_target=1.1,  # S linears on the taps
-    bench_forward=forward_with_class_names,
 )

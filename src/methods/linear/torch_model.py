@@ -23,22 +23,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datamodules.names import object_name
 from src.backbone.clip import CLIPBackbone
+from src.contracts import MethodOutput
 
 from .prompts import state_prompts
 
 
 @dataclass
-class LinearOutput:
+class LinearOutput(MethodOutput):
     """Result of :meth:`LinearProbeModel.forward`.
 
     Attributes:
-        layer_logits: per tap (B, L, 2) logits, channel 0 normal, 1 abnormal.
         anomaly_map: (B, gh, gw) abnormal probability averaged over taps.
+        pred_score: (B,) the raw map's maximum (the probe has no image score of its own; evaluation
+            replaces it by the smoothed map's maximum).
+        layer_logits: per tap (B, L, 2) logits, channel 0 normal, 1 abnormal (the losses' input).
     """
 
     layer_logits: list[torch.Tensor]
-    anomaly_map: torch.Tensor
 
 
 class LinearProbeModel(nn.Module):
@@ -77,33 +80,33 @@ class LinearProbeModel(nn.Module):
         self.linears = nn.ModuleList(nn.Linear(width, dim) for _ in self.layers)
         self._text_cache: dict[str, torch.Tensor] = {}
 
-    def text_features(self, object_name: str) -> torch.Tensor:
+    def text_features(self, noun: str) -> torch.Tensor:
         """(D, 2) frozen unit-norm ensemble embeddings, column 0 normal, 1 abnormal (cached)."""
-        feats = self._text_cache.get(object_name)
+        feats = self._text_cache.get(noun)
         if feats is None:
             columns = []
-            for sentences in state_prompts(object_name):
+            for sentences in state_prompts(noun):
                 emb = F.normalize(self.backbone.encode_text(sentences).float(), dim=-1)
                 columns.append(F.normalize(emb.mean(dim=0), dim=-1))
             feats = torch.stack(columns, dim=1)
-            self._text_cache[object_name] = feats
+            self._text_cache[noun] = feats
         return feats
 
     def clear_caches(self) -> None:
         """Forget the cached text embeddings."""
         self._text_cache.clear()
 
-    def forward(self, images: torch.Tensor, object_names: Sequence[str]) -> LinearOutput:
+    def forward(self, images: torch.Tensor, categories: Sequence[str]) -> LinearOutput:
         """Score a batch.
 
         Args:
             images: (B, 3, H, W) CLIP-normalised images.
-            object_names: B object nouns (select the text embeddings).
+            categories: B category names (their object nouns select the text embeddings).
         """
-        if len(object_names) != images.shape[0]:
-            raise ValueError(f"Got {images.shape[0]} images but {len(object_names)} object names")
+        if len(categories) != images.shape[0]:
+            raise ValueError(f"Got {images.shape[0]} images but {len(categories)} categories")
         device = self.linears[0].weight.device
-        text = torch.stack([self.text_features(n).to(device) for n in object_names])  # (B, D, 2)
+        text = torch.stack([self.text_features(object_name(c)).to(device) for c in categories])  # (B, D, 2)
         taps = self.backbone.encode_image_layers(images, self.layers)
         logits = []
         for linear, tokens in zip(self.linears, taps):
@@ -111,4 +114,5 @@ class LinearProbeModel(nn.Module):
             logits.append(self.logit_scale * torch.bmm(v, text))
         probs = torch.stack([lg.softmax(dim=-1)[..., 1] for lg in logits]).mean(0)  # (B, L)
         gh, gw = self.backbone.grid_size
-        return LinearOutput(logits, probs.reshape(-1, gh, gw))
+        anomaly_map = probs.reshape(-1, gh, gw)
+        return LinearOutput(anomaly_map=anomaly_map, pred_score=anomaly_map.flatten(1).amax(1), layer_logits=logits)

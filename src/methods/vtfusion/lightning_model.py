@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from src.contracts import Batch
 from src.module import AnomalyModule
 
 from .torch_model import VTFusionModel
@@ -124,7 +125,7 @@ class VTFusion(AnomalyModule):
         """Text embeddings and frozen prototypes from the datamodule's k logged shots.
 
         Needs ``datamodule.categories`` (exactly one, or ``category`` set) and
-        ``datamodule.reference_batch(category) -> {"image": (k, 3, S, S), "path": [...]}``.
+        ``datamodule.reference_batch(category) -> Batch`` (``image`` (k, 3, S, S), ``path``).
         """
         category = self.category
         if category is None:
@@ -142,9 +143,9 @@ class VTFusion(AnomalyModule):
                 "protocol (data.init_args.protocol: k-shot)"
             )
         reference = datamodule.reference_batch(category)
-        shots = reference["image"].to(self.device)
+        shots = reference.image.to(self.device)
         self.category = category
-        self.shot_paths = [str(p) for p in reference["path"]]
+        self.shot_paths = [str(p) for p in reference.path]
         self.model.set_text(object_name(category))
         self.model.set_prototypes(shots)
 
@@ -169,21 +170,16 @@ class VTFusion(AnomalyModule):
             )
 
     # ------------------------------------------------------------------ forward and losses
-    def forward(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        """Evaluation outputs: ``anomaly_map`` and ``pred_score`` of the fused map."""
-        return self.model(batch["image"])
-
-    def training_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+    def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """The loss terms of one batch; needs DAS's ``synthetic_image`` and ``synthetic_mask``."""
-        for key in ("synthetic_image", "synthetic_mask"):
-            if key not in batch:
-                raise KeyError(
-                    f"training batch has no '{key}': VTFusion trains on DAS anomalies; set "
-                    "data.init_args.sample_hook: src.methods.vtfusion.das.DASHook"
-                )
-        image = batch["image"]
+        if batch.synthetic_image is None or batch.synthetic_mask is None:
+            raise KeyError(
+                "training batch has no synthetic_image/synthetic_mask: VTFusion trains on DAS anomalies; set "
+                "data.init_args.sample_hook: src.methods.vtfusion.das.DASHook"
+            )
+        image = batch.image
         use_synthetic = torch.rand(image.shape[0], device=image.device) < self.hparams.mix_prob
-        terms = self.model.losses(image, batch["synthetic_image"], batch["synthetic_mask"], use_synthetic)
+        terms = self.model.losses(image, batch.synthetic_image, batch.synthetic_mask, use_synthetic)
         weighted = {"seg": self.hparams.lambda_seg * terms["seg"]}
         for name in ("nfc", "afs"):
             if name in terms:

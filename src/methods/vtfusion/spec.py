@@ -17,13 +17,13 @@ def _prepare(module: Any, setting: BenchSetting) -> None:
     module.model.set_prototypes(shots)
 
 
-def _batch(batch: dict[str, Any], generator: Any) -> None:
+def _batch(batch: Any, generator: Any) -> None:
     """DAS output: a perturbed copy of the images and its mask."""
     import torch
 
-    images, mask = batch["image"], batch["mask"]
-    batch["synthetic_image"] = images + mask * torch.randn(*images.shape, generator=generator)
-    batch["synthetic_mask"] = mask
+    images, mask = batch.image, batch.mask
+    batch.synthetic_image = images + mask * torch.randn(*images.shape, generator=generator)
+    batch.synthetic_mask = mask
 
 
 SPEC = MethodSpec(

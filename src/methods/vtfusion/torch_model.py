@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.backbone import CLIPBackbone
+from src.contracts import MethodOutput
 
 from .aie import (
     FeatureAdaptor,
@@ -230,10 +231,13 @@ class VTFusionModel(nn.Module):
             out["vision"] = vision
         return out
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(B, 3, S, S) -> ``anomaly_map`` (B, S, S) raw ``M^f`` and ``pred_score`` (B,) = its maximum."""
+    def forward(self, images: torch.Tensor, categories: Sequence[str]) -> MethodOutput:
+        """(B, 3, S, S) -> ``anomaly_map`` (B, S, S) raw ``M^f`` and ``pred_score`` (B,) = its maximum.
+
+        ``categories`` (B names) are not read: the model holds one category's text and prototypes.
+        """
         final = self.maps(images)["final"][:, 0]
-        return {"anomaly_map": final, "pred_score": final.flatten(1).amax(dim=1)}
+        return MethodOutput(anomaly_map=final, pred_score=final.flatten(1).amax(dim=1))
 
     # ------------------------------------------------------------------ training
     def losses(

@@ -8,7 +8,9 @@ import pytest
 import torch
 import torchvision
 
+from src.contracts import Batch
 from src.methods.afrclip import AFRCLIP
+from tests.batches import batch32 as tiny_batch32
 
 TINY = {"backbone": "tiny-vit", "pretrained": "none", "image_size": 32, "layers": [2, 3, 4],
         "sp_source": "resnet18", "sp_cnn_pretrained": "none"}
@@ -37,12 +39,8 @@ def make_model():
 
 
 @pytest.fixture
-def batch32() -> dict:
-    g = torch.Generator().manual_seed(1)
-    mask = torch.zeros(2, 1, 32, 32)
-    mask[1, :, 8:16, 16:24] = 1
-    return {"image": torch.randn(2, 3, 32, 32, generator=g), "mask": mask, "label": torch.tensor([0, 1]),
-            "category": ["pcb1", "screw"]}
+def batch32() -> Batch:
+    return tiny_batch32()
 
 
 def seeded_resnet18() -> torchvision.models.ResNet:

@@ -1,8 +1,11 @@
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from src.methods.afrclip.prompts import object_name, prompts_for
+from tests.batches import make_batch
 
 from .conftest import build
 
@@ -29,11 +32,11 @@ def test_exact_auroc_helper():
 def test_outputs_and_shapes(batch32):
     model = build()
     out = model(batch32)
-    assert out["anomaly_map"].shape == (2, 4, 4) and out["pred_score"].shape == (2,)
-    assert ((out["anomaly_map"] >= 0) & (out["anomaly_map"] <= 1)).all()
+    assert out.anomaly_map.shape == (2, 4, 4) and out.pred_score.shape == (2,)
+    assert ((out.anomaly_map >= 0) & (out.anomaly_map <= 1)).all()
     evaluated = model.test_step(batch32, 0)
-    assert evaluated["anomaly_map"].shape == (2, 32, 32)
-    assert evaluated["category"] == ["pcb1", "screw"]
+    assert evaluated.anomaly_map.shape == (2, 32, 32)
+    assert evaluated.batch.category == ["pcb1", "screw"]
 
 
 def test_frozen_parts_unchanged_and_gradients_reach_trainables(batch32):
@@ -85,7 +88,7 @@ def test_text_features_are_computed_once_per_category(batch32, monkeypatch):
     encode = model.model.backbone.encode_text
     monkeypatch.setattr(model.model.backbone, "encode_text", lambda texts: calls.append(texts) or encode(texts))
     model(batch32)
-    model({**batch32, "category": ["screw", "screw"]})
+    model(dataclasses.replace(batch32, category=["screw", "screw"]))
     assert calls == [prompts_for("pcb1"), prompts_for("screw")]
     assert prompts_for("pcb1") == ["a photo of a normal printed circuit board.",
                                    "a photo of a defective printed circuit board.",
@@ -106,7 +109,7 @@ def test_zeroed_cmfr_gives_every_pixel_the_same_score(batch32):
     with torch.no_grad():
         model.model.cmfr[0].linear.weight.zero_()
         model.model.cmfr[0].linear.bias.zero_()
-    amap = model(batch32)["anomaly_map"]
+    amap = model(batch32).anomaly_map
     assert torch.allclose(amap, amap[:, :1, :1].expand_as(amap))
 
 
@@ -115,7 +118,7 @@ def default_outputs():
     mask = torch.zeros(2, 1, 32, 32)
     mask[1, :, 8:16, 16:24] = 1
     g = torch.Generator().manual_seed(1)
-    batch = {"image": torch.randn(2, 3, 32, 32, generator=g), "category": ["pcb1", "screw"]}
+    batch = make_batch(torch.randn(2, 3, 32, 32, generator=g), category=["pcb1", "screw"])
     with torch.no_grad():
         return build()(batch)
 
@@ -146,13 +149,13 @@ def test_each_switch_changes_what_it_names(batch32, default_outputs, switch, che
     # Same seed, different switch: the outputs must differ (the switch is wired into the forward).
     with torch.no_grad():
         a, b = default_outputs, model(batch32)
-    assert not (torch.allclose(a["anomaly_map"], b["anomaly_map"]) and torch.allclose(a["pred_score"], b["pred_score"]))
+    assert not (torch.allclose(a.anomaly_map, b.anomaly_map) and torch.allclose(a.pred_score, b.pred_score))
 
 
 def test_temperature_only_rescales_the_cosines(batch32):
     with torch.no_grad():
-        sharp = build().model(batch32["image"], batch32["category"])
-        paper = build(temperature=1.0).model(batch32["image"], batch32["category"])
+        sharp = build().model(batch32.image, batch32.category)
+        paper = build(temperature=1.0).model(batch32.image, batch32.category)
     for a, b in zip(sharp.stage_logits, paper.stage_logits):
         assert torch.allclose(a * 0.07, b, atol=1e-5)
     # tau = 1 (Eqs. 9/13 literally): P_a = sigmoid(S_a - S_n) is confined to [sigmoid(-2), sigmoid(2)].
@@ -192,14 +195,14 @@ def test_overfit_one_batch():
     mask[1, :, 8:24, 8:16] = 1
     mask[3, :, 16:24, 0:16] = 1
     images = torch.randn(4, 3, 32, 32, generator=g) * 0.3 + mask * torch.randn(1, 3, 1, 1, generator=g) * 1.5
-    batch = {"image": images, "mask": mask, "label": torch.tensor([0, 1, 0, 1]), "category": ["screw"] * 4}
+    batch = make_batch(images, mask=mask, label=[0, 1, 0, 1], category=["screw"] * 4)
     model = build(lr=1e-2)
     optimizer = model.configure_optimizers()["optimizer"]
 
     def evaluate() -> float:
         model.eval()
         with torch.no_grad():
-            amap = F.interpolate(model(batch)["anomaly_map"][:, None], size=(32, 32), mode="bilinear")
+            amap = F.interpolate(model(batch).anomaly_map[:, None], size=(32, 32), mode="bilinear")
         return exact_auroc(amap, mask)
 
     before = evaluate()

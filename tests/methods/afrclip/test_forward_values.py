@@ -12,6 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.batches import make_batch
+
 from . import reference as ref
 from .conftest import build_valued as build
 from .conftest import seeded_resnet18
@@ -49,7 +51,7 @@ def pair(request, cnn_file):
     x = images()
     with torch.no_grad():
         ours = model.model(x, CATEGORIES)
-        batch_out = model({"image": x, "category": CATEGORIES})
+        batch_out = model(make_batch(x, category=CATEGORIES))
     cnn = seeded_resnet18().double()
     expected = ref.forward(model, x, CATEGORIES, NOUNS, cfg, cnn=cnn)
     return cfg, ours, batch_out, expected
@@ -67,13 +69,13 @@ def test_image_score_is_the_stage_mean_of_the_cls_probability(pair):
     """pred_score = mean over stages of the CLS token's abnormal probability (not patches, not last stage)."""
     _, ours, batch_out, expected = pair
     assert torch.allclose(ours.pred_score.double(), expected["pred_score"], atol=ATOL, rtol=0)
-    assert torch.allclose(batch_out["pred_score"].double(), expected["pred_score"], atol=ATOL, rtol=0)
+    assert torch.allclose(batch_out.pred_score.double(), expected["pred_score"], atol=ATOL, rtol=0)
 
 
 def test_anomaly_map_is_the_stage_mean_of_the_patch_probabilities(pair):
     _, ours, batch_out, expected = pair
     assert torch.allclose(ours.anomaly_map.double(), expected["anomaly_map"], atol=ATOL, rtol=0)
-    assert torch.allclose(batch_out["anomaly_map"].double(), expected["anomaly_map"], atol=ATOL, rtol=0)
+    assert torch.allclose(batch_out.anomaly_map.double(), expected["anomaly_map"], atol=ATOL, rtol=0)
 
 
 def test_the_pinned_quantities_are_sensitive(pair):

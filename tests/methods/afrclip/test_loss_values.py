@@ -13,6 +13,7 @@ import torch
 
 from src.methods.afrclip import losses as afr_loss_module
 from src.methods.afrclip.losses import afr_losses
+from tests.batches import make_batch
 
 from . import reference as ref
 from .conftest import build_valued, seeded_resnet18
@@ -116,7 +117,7 @@ def test_training_step_loss_equals_the_reference_on_the_full_model(cnn_file):
     mask[1, :, 20:40, 8:30] = 1
     label = torch.tensor([0, 1])
     model.train()
-    terms = model.training_losses({"image": x, "category": CATEGORIES, "mask": mask, "label": label})
+    terms = model.training_losses(make_batch(x, category=CATEGORIES, mask=mask, label=label))
     expected = ref.forward(model, x, CATEGORIES, NOUNS, cfg, cnn=seeded_resnet18().double())
     grid = model.model.backbone.grid_size
     reference = ref.loss_terms(expected["stage_logits"], grid, mask, label)

@@ -24,10 +24,10 @@ def test_stage_layers() -> None:
 
 
 def test_zero_shot_shapes_and_ranges(model: CLIPBaselineModel) -> None:
-    out = model(torch.randn(3, 3, 64, 64), ["screw", "screw", "metal nut"])
-    assert out["anomaly_map"].shape == (3, 8, 8)
-    assert out["pred_score"].shape == (3,)
-    assert ((out["anomaly_map"] > 0) & (out["anomaly_map"] < 1)).all()
+    out = model(torch.randn(3, 3, 64, 64), ["screw", "screw", "metal_nut"])
+    assert out.anomaly_map.shape == (3, 8, 8)
+    assert out.pred_score.shape == (3,)
+    assert ((out.anomaly_map > 0) & (out.anomaly_map < 1)).all()
 
 
 def test_map_is_mean_of_layer_probabilities(model: CLIPBaselineModel) -> None:
@@ -39,7 +39,7 @@ def test_map_is_mean_of_layer_probabilities(model: CLIPBaselineModel) -> None:
         patches = torch.nn.functional.normalize(model.backbone.project(tokens[:, 1:]), dim=-1)
         by_hand.append((patches @ text.T / model.temperature).softmax(-1)[..., 1])
     expected = torch.stack(by_hand).mean(0).reshape(1, 8, 8)
-    assert torch.allclose(model(images, ["screw"])["anomaly_map"], expected, atol=1e-6)
+    assert torch.allclose(model(images, ["screw"]).anomaly_map, expected, atol=1e-6)
 
 
 def test_text_features_computed_once_per_object(model: CLIPBaselineModel, monkeypatch: pytest.MonkeyPatch) -> None:

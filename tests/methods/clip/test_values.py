@@ -101,8 +101,8 @@ def test_zero_shot_map_and_score(setup, layers):
     model = CLIPBaselineModel(backbone, layers=layers)
     out = model(images, ["screw", "screw"])
     amap, score = ref_scores(reference, images, layers, "screw")
-    assert torch.allclose(out["anomaly_map"].double(), amap, atol=1e-5, rtol=0)
-    assert torch.allclose(out["pred_score"].double(), score, atol=1e-5, rtol=0)
+    assert torch.allclose(out.anomaly_map.double(), amap, atol=1e-5, rtol=0)
+    assert torch.allclose(out.pred_score.double(), score, atol=1e-5, rtol=0)
     assert torch.allclose(model.text_features("screw").double(), ref_text(reference, "screw"), atol=1e-5)
     # the fixture is informative: scores are not saturated and differ between images
     assert (score > 1e-3).all() and (score < 1 - 1e-3).all() and (score[0] - score[1]).abs() > 1e-4
@@ -110,12 +110,12 @@ def test_zero_shot_map_and_score(setup, layers):
 
 def test_k_shot_map_and_score(setup):
     backbone, reference, images, refs = setup
-    model = CLIPBaselineModel(backbone, layers=[2, 4])
+    model = CLIPBaselineModel(backbone, layers=[2, 4], few_shot=True)
     model.set_references("screw", refs)
-    out = model(images, ["screw", "screw"], ["screw", "screw"])
+    out = model(images, ["screw", "screw"])
     amap, score = ref_scores(reference, images, [2, 4], "screw", refs)
-    assert torch.allclose(out["anomaly_map"].double(), amap, atol=1e-5, rtol=0)
-    assert torch.allclose(out["pred_score"].double(), score, atol=1e-5, rtol=0)
+    assert torch.allclose(out.anomaly_map.double(), amap, atol=1e-5, rtol=0)
+    assert torch.allclose(out.pred_score.double(), score, atol=1e-5, rtol=0)
 
 
 def test_prompt_states_keep_their_side():

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from src.methods.fbclip import FBCLIP, FBCLIPModel
+from tests.batches import make_batch, objects
 
 from .conftest import exact_auroc
 
@@ -35,7 +36,7 @@ def images() -> torch.Tensor:
 def reference(tiny_backbone, images):
     model = build(tiny_backbone)
     with torch.no_grad():
-        return model, model(images), model.token_sets(images)[0]
+        return model, model(images, objects(images)), model.token_sets(images)[0]
 
 
 def test_outputs_and_init(reference, images):
@@ -50,7 +51,7 @@ def test_outputs_and_init(reference, images):
 def test_batch_independence(reference, images):
     model, out, _ = reference
     with torch.no_grad():
-        single = model(images[1:2])
+        single = model(images[1:2], ["object"])
     assert torch.allclose(single.pred_score, out.pred_score[1:2], atol=1e-5)
     assert torch.allclose(single.anomaly_map, out.anomaly_map[1:2], atol=1e-5)
 
@@ -65,7 +66,7 @@ def test_error_term_is_a_no_op(reference):
 
 def test_gradients_flow_where_they_should(tiny_backbone, images):
     model = build(tiny_backbone)
-    out = model(images[:2])
+    out = model(images[:2], ["object"] * 2)
     (out.anomaly_map.mean() + out.pred_score.sum() + model.scr(out)).backward()
     assert all(p.grad is None for p in model.backbone.parameters())
     assert not any(p.requires_grad for p in model.backbone.parameters())
@@ -82,7 +83,7 @@ def test_backbone_unchanged_after_optimiser_step(tiny_backbone, images):
     module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=LAYERS, lr=1e-2)
     before = {k: v.clone() for k, v in module.model.backbone.state_dict().items()}
     ctx = module.model.prompt.ctx_normal.detach().clone()
-    batch = {"image": images[:2], "mask": torch.zeros(2, 1, 32, 32), "label": torch.tensor([0, 1])}
+    batch = make_batch(images[:2], label=[0, 1])
     opt = module.configure_optimizers()
     assert opt.defaults["betas"] == (0.5, 0.999)
     sum(module.training_losses(batch).values()).backward()
@@ -180,7 +181,7 @@ def test_overfit_one_batch():
     mask = torch.zeros(2, 1, 32, 32)
     mask[1, :, 8:24, 8:24] = 1
     image[1, :, 8:24, 8:24] += 2.0
-    batch = {"image": image, "mask": mask, "label": torch.tensor([0, 1])}
+    batch = make_batch(image, mask=mask, label=[0, 1], category=["a", "a"])
     opt = module.configure_optimizers()
     losses = []
     for _ in range(15):
@@ -190,19 +191,19 @@ def test_overfit_one_batch():
         opt.step()
         losses.append(float(loss.detach()))
     with torch.no_grad():
-        out = module.model(image)
+        out = module.model(image, batch.category)
     up = F.interpolate(out.anomaly_map.unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False)
     assert losses[-1] < 0.5 * losses[0], losses
     assert exact_auroc(up, mask) >= 0.95
-    result = module.test_step({**batch, "category": ["a", "a"]}, 0)
-    assert result["anomaly_map"].shape == (2, 32, 32) and result["pred_score"].shape == (2,)
+    result = module.test_step(batch, 0)
+    assert result.anomaly_map.shape == (2, 32, 32) and result.pred_score.shape == (2,)
 
 
 def test_activation_checkpointing_gives_the_same_gradients(tiny_backbone, images):
     grads = []
     for flag in (False, True):
         model = build(tiny_backbone, activation_checkpointing=flag)
-        out = model(images[:2])
+        out = model(images[:2], ["object"] * 2)
         (out.anomaly_map.sum() + model.scr(out)).backward()
         grads.append(model.fb_attention.fg.to_q.weight.grad.clone())
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
@@ -214,7 +215,7 @@ def test_plain_projection_norm_against_float64(tiny_backbone, images, norm):
     model = build(tiny_backbone, background_subtraction=False, fb_attention=False, views=["id"],
                   plain_proj_norm=norm)
     with torch.no_grad():
-        out = model(images)
+        out = model(images, objects(images))
         feats = [f.double() for f in tiny_backbone.encode_image_layers(images, LAYERS)]
     ln = tiny_backbone.visual.ln_post
     proj, text = tiny_backbone.visual.proj.double(), out.text.double()

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from src.methods.fbclip import FBCLIP, FBCLIPModel, mvfbe
+from tests.batches import make_batch, objects
 
 from . import reference as ref
 
@@ -40,7 +41,7 @@ def case(tiny_backbone):
     torch.manual_seed(11)
     images = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
-        out = model(images)
+        out = model(images, objects(images))
     expected = ref.forward(model, "tiny-vit", images, LAYERS)
     return model, images, out, expected
 
@@ -132,18 +133,18 @@ def module_case():
     mask = torch.zeros(3, 1, 32, 32)
     mask[1, :, 4:20, 6:30] = 1
     mask[2, :, 20:31, 0:9] = 1
-    batch = {"image": images, "mask": mask, "label": torch.tensor([0, 1, 1])}
+    batch = make_batch(images, mask=mask, label=[0, 1, 1])
     return module, batch
 
 
 def expected_terms(module, batch) -> dict[str, torch.Tensor]:
     with torch.no_grad():
-        out = module.model(batch["image"])
+        out = module.model(batch.image, batch.category)
     up = F.interpolate(out.anomaly_map.double().unsqueeze(1), size=(32, 32), mode="bilinear", align_corners=False)
     return {
-        "focal_image": ref.focal(out.pred_score, batch["label"], 4.0),
-        "focal_pixel": ref.focal(up, batch["mask"], 4.0),
-        "dice": 0.2 * ref.dice(up, batch["mask"]),
+        "focal_image": ref.focal(out.pred_score, batch.label, 4.0),
+        "focal_pixel": ref.focal(up, batch.mask, 4.0),
+        "dice": 0.2 * ref.dice(up, batch.mask),
         "scr": ref.scr(out.sets[-1], out.text),
     }
 
@@ -182,7 +183,7 @@ def test_loss_total_moves_by_weight_times_change(module_case, monkeypatch):
 def test_scr_uses_the_last_set(module_case):
     module, batch = module_case
     with torch.no_grad():
-        out = module.model(batch["image"])
+        out = module.model(batch.image, batch.category)
         got = float(module.model.scr(out))
     assert abs(got - float(ref.scr(out.sets[-1], out.text))) < 1e-6
     assert abs(got - float(ref.scr(out.sets[0], out.text))) > 1e-4

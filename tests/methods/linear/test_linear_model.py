@@ -45,8 +45,8 @@ def test_prompt_ensemble_is_april_gans():
 def test_forward_matches_float64_rederivation(batch32):
     model = build()
     with torch.no_grad():
-        out = model.model(batch32["image"], ["printed circuit board", "screw"])
-    ref = reference_logits(model, batch32["image"], ["printed circuit board", "screw"])
+        out = model.model(batch32.image, batch32.category)
+    ref = reference_logits(model, batch32.image, ["printed circuit board", "screw"])
     assert len(out.layer_logits) == 3
     for got, want in zip(out.layer_logits, ref):
         assert got.shape == (2, 16, 2)
@@ -61,11 +61,11 @@ def test_image_score_is_max_of_smoothed_map(batch32):
     with torch.no_grad():
         raw = model(batch32)
         evaluated = model.test_step(batch32, 0)
-    torch.testing.assert_close(raw["pred_score"], raw["anomaly_map"].flatten(1).amax(1))
-    assert evaluated["anomaly_map"].shape == (2, 32, 32)
-    torch.testing.assert_close(evaluated["pred_score"], evaluated["anomaly_map"].flatten(1).amax(1))
-    smoothed = model.postprocess(raw["anomaly_map"], (32, 32))
-    torch.testing.assert_close(evaluated["anomaly_map"], smoothed)
+    torch.testing.assert_close(raw.pred_score, raw.anomaly_map.flatten(1).amax(1))
+    assert evaluated.anomaly_map.shape == (2, 32, 32)
+    torch.testing.assert_close(evaluated.pred_score, evaluated.anomaly_map.flatten(1).amax(1))
+    smoothed = model.postprocess(raw.anomaly_map, (32, 32))
+    torch.testing.assert_close(evaluated.anomaly_map, smoothed)
 
 
 def _focal64(q: torch.Tensor, y: torch.Tensor, gamma: float = 2.0, smooth: float = 1e-5) -> torch.Tensor:
@@ -95,8 +95,8 @@ def test_loss_matches_float64_rederivation(batch32):
     model = build()
     terms = model.training_losses(batch32)
     assert set(terms) == {"focal", "dice_abnormal", "dice_normal"}
-    ref = reference_logits(model, batch32["image"], ["printed circuit board", "screw"])
-    y = batch32["mask"][:, 0].double()
+    ref = reference_logits(model, batch32.image, ["printed circuit board", "screw"])
+    y = batch32.mask[:, 0].double()
     focal = dice_a = dice_n = 0.0
     for logits in ref:
         grid = _bilinear_corners(logits.transpose(1, 2).reshape(2, 2, 4, 4), 32)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from src.contracts import Batch
 from src.methods.vtfusion import VTFusion
+from tests.batches import make_batch
 
 from . import reference as ref
 from .helpers import textured_image, tiny_kwargs, to_tensor
@@ -33,8 +35,8 @@ class StubDataModule:
         self.paths = [f"/data/{category}/train/good/{i:03d}.png" for i in range(len(shots))]
         self.shots = shots
 
-    def reference_batch(self, category: str) -> dict:
-        return {"image": self.shots, "path": list(self.paths)}
+    def reference_batch(self, category: str) -> Batch:
+        return make_batch(self.shots, path=self.paths, category=[category] * len(self.shots))
 
 
 def images(k: int, seed: int) -> torch.Tensor:
@@ -84,7 +86,7 @@ def fixed_module(k: int = 2, **overrides) -> tuple[VTFusion, StubDataModule]:
 BOXES = ((4, 20, 2, 18), (14, 30, 12, 28))
 
 
-def anomaly_batch() -> dict[str, torch.Tensor]:
+def anomaly_batch() -> Batch:
     """Two clean images (not the shots) and synthetic versions carrying a foreign 16 x 16 patch.
 
     Built by hand rather than by DAS so that the loss tests do not move when a DAS recipe changes.
@@ -99,8 +101,7 @@ def anomaly_batch() -> dict[str, torch.Tensor]:
         clean.append(to_tensor(image))
         synthetic.append(to_tensor(edited))
         masks.append(torch.from_numpy(mask))
-    return {"image": torch.stack(clean), "synthetic_image": torch.stack(synthetic),
-            "synthetic_mask": torch.stack(masks)}
+    return make_batch(torch.stack(clean), synthetic_image=torch.stack(synthetic), synthetic_mask=torch.stack(masks))
 
 
 def taps64(module: VTFusion, x: torch.Tensor) -> list[torch.Tensor]:

@@ -9,8 +9,13 @@ name, learning rate, betas, weight decay and amsgrad.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
+
+from src.contracts import Batch
+from tests.batches import make_batch
 
 from . import reference as ref
 from .fixed import GRID, SIZE, anomaly_batch, fixed_module, reference_features
@@ -31,11 +36,11 @@ def reference_terms(module, batch: dict, use_synthetic: torch.Tensor) -> dict[st
     model = module.model
     sd = ref.state64(model)
     r, alpha = float(sd["r"]), model.alpha
-    b = batch["image"].shape[0]
-    feats = reference_features(module, torch.cat([batch["image"], batch["synthetic_image"]]))
+    b = batch.image.shape[0]
+    feats = reference_features(module, torch.cat([batch.image, batch.synthetic_image]))
     d = ref.nearest(ref.stacked(feats), sd["prototypes"])  # (2B, L)
     nfc = torch.relu(d[:b] - r**2).mean()  # every location of the clean half
-    anomalous = ref.area_mask(batch["synthetic_mask"].double(), GRID)  # (B, L) on the synthetic half
+    anomalous = ref.area_mask(batch.synthetic_mask.double(), GRID)  # (B, L) on the synthetic half
     afs = (torch.relu((r + alpha) ** 2 - d[b:]) * anomalous).sum() / anomalous.sum()
     text = ref.text_map(feats, ref.text_features(sd["text_embeddings"], sd), model.logit_scale)
     vision = d.reshape(2 * b, 1, *GRID)
@@ -43,7 +48,7 @@ def reference_terms(module, batch: dict, use_synthetic: torch.Tensor) -> dict[st
     vision, text = vision[index], text[index]
     fused = ref.fusion(vision, text, sd)
     final = ref.segment(torch.cat([vision, text, fused], 1), sd, [16, 8, 4, 2], 4, SIZE)
-    target = batch["synthetic_mask"].double() * use_synthetic.double().view(-1, 1, 1, 1)
+    target = batch.synthetic_mask.double() * use_synthetic.double().view(-1, 1, 1, 1)
     return {"nfc": nfc, "afs": afs, "seg": ((final - target) ** 2).mean()}
 
 
@@ -51,19 +56,19 @@ def reference_terms(module, batch: dict, use_synthetic: torch.Tensor) -> dict[st
 def test_loss_terms_match_the_rederivation(prepared, mix) -> None:
     module, _ = prepared
     batch = anomaly_batch()
-    assert (batch["synthetic_mask"].flatten(1).sum(1) > 0).all()  # a clean item's zero target must matter
+    assert (batch.synthetic_mask.flatten(1).sum(1) > 0).all()  # a clean item's zero target must matter
     use_synthetic = torch.tensor(mix)
     expected = reference_terms(module, batch, use_synthetic)
     # the fixture keeps each hinge active at some locations only, so r, α and the averaging all show
     sd = ref.state64(module.model)
-    feats = reference_features(module, torch.cat([batch["image"], batch["synthetic_image"]]))
+    feats = reference_features(module, torch.cat([batch.image, batch.synthetic_image]))
     d = ref.nearest(ref.stacked(feats), sd["prototypes"])
-    anomalous = d[2:][ref.area_mask(batch["synthetic_mask"].double(), GRID)]
+    anomalous = d[2:][ref.area_mask(batch.synthetic_mask.double(), GRID)]
     margin, radius = (float(sd["r"]) + module.model.alpha) ** 2, float(sd["r"]) ** 2
     assert (anomalous < margin).any() and (anomalous > margin).any()
     assert (d[:2] > radius).any() and (d[:2] < radius).any()
     with torch.no_grad():
-        terms = module.model.losses(batch["image"], batch["synthetic_image"], batch["synthetic_mask"], use_synthetic)
+        terms = module.model.losses(batch.image, batch.synthetic_image, batch.synthetic_mask, use_synthetic)
     assert set(terms) == {"nfc", "afs", "seg"}
     for name, value in expected.items():
         torch.testing.assert_close(terms[name].double(), value, rtol=1e-4, atol=1e-7, msg=name)
@@ -74,22 +79,22 @@ def test_each_loss_sees_only_its_samples(prepared) -> None:
     batch = anomaly_batch()
     mix = torch.tensor([True, False])
 
-    def terms(b: dict) -> dict[str, float]:
+    def terms(b: Batch) -> dict[str, float]:
         with torch.no_grad():
-            out = module.model.losses(b["image"], b["synthetic_image"], b["synthetic_mask"], mix)
+            out = module.model.losses(b.image, b.synthetic_image, b.synthetic_mask, mix)
         return {k: float(v) for k, v in out.items()}
 
     base = terms(batch)
-    new_synthetic = {**batch, "synthetic_image": batch["synthetic_image"].flip(-1)}
-    new_clean = {**batch, "image": batch["image"].flip(-1)}
+    new_synthetic = dataclasses.replace(batch, synthetic_image=batch.synthetic_image.flip(-1))
+    new_clean = dataclasses.replace(batch, image=batch.image.flip(-1))
     a, c = terms(new_synthetic), terms(new_clean)
     assert a["nfc"] == base["nfc"] and a["afs"] != base["afs"]  # NFC: clean half only
     assert c["afs"] == base["afs"] and c["nfc"] != base["nfc"]  # AFS: synthetic half only
     # SEG sees the synthetic version of item 0 and the clean image of item 1
     assert a["seg"] != base["seg"] and c["seg"] != base["seg"]
-    only_synthetic_1 = batch["synthetic_image"].clone()
+    only_synthetic_1 = batch.synthetic_image.clone()
     only_synthetic_1[1] = only_synthetic_1[1].flip(-1)
-    assert terms({**batch, "synthetic_image": only_synthetic_1})["seg"] == base["seg"]
+    assert terms(dataclasses.replace(batch, synthetic_image=only_synthetic_1))["seg"] == base["seg"]
 
 
 def weighted_total(module, terms: dict[str, torch.Tensor]) -> float:
@@ -138,7 +143,8 @@ def test_segmentation_batch_mix_is_drawn_with_mix_prob(mix_prob: float) -> None:
     module.model.losses = capture
     torch.manual_seed(0)
     n = 4000
-    batch = {"image": torch.zeros(n, 1), "synthetic_image": torch.zeros(n, 1), "synthetic_mask": torch.zeros(n, 1)}
+    blank = torch.zeros(n, 1, 1, 1)
+    batch = make_batch(blank, synthetic_image=blank, synthetic_mask=blank)
     module.training_losses(batch)
     fraction = float(seen[0].float().mean())
     assert seen[0].dtype == torch.bool and fraction == pytest.approx(mix_prob, abs=0.03)

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from src.methods.vtfusion import VTFusion
+from tests.batches import make_batch
 
 from . import reference as ref
 from .fixed import GRID, SIZE, fixed_module, images, reference_features
@@ -65,14 +66,14 @@ def test_maps_and_image_score_match_the_rederivation(prepared) -> None:
     final = ref.segment(torch.cat([vision, text, fused], 1), sd, TINY_BINS, 4, SIZE)
     with torch.no_grad():
         maps = model.maps(x)
-        out = module({"image": x})
+        out = module(make_batch(x))
     close(maps["vision"], vision)
     close(maps["text"], text)
     close(model.fusion(maps["vision"], maps["text"]), fused)
     close(maps["final"], final)
-    close(out["anomaly_map"], final[:, 0])
+    close(out.anomaly_map, final[:, 0])
     # the image score is the maximum of the raw (unsmoothed) M^f
-    close(out["pred_score"], final.flatten(1).amax(1))
+    close(out.pred_score, final.flatten(1).amax(1))
     assert model.segmenter.scaled_bins(16) == TINY_BINS
 
 
@@ -143,11 +144,11 @@ def test_evaluation_image_score_source(after_smoothing: bool) -> None:
     x = images(2, seed=60)
     with torch.no_grad():
         raw = module.model.maps(x)["final"][:, 0]
-        out = module.evaluation_step({"image": x, "mask": torch.zeros(2, SIZE, SIZE), "label": torch.zeros(2)})
-    smoothed_max, raw_max = out["anomaly_map"].flatten(1).amax(1), raw.flatten(1).amax(1)
+        out = module.evaluation_step(make_batch(x))
+    smoothed_max, raw_max = out.anomaly_map.flatten(1).amax(1), raw.flatten(1).amax(1)
     assert module.postprocess.sigma == 4.0
     assert (smoothed_max - raw_max).abs().min() > 1e-3  # the two sources differ on this input
-    torch.testing.assert_close(out["pred_score"], smoothed_max if after_smoothing else raw_max)
+    torch.testing.assert_close(out.pred_score, smoothed_max if after_smoothing else raw_max)
 
 
 def test_distances_at_the_paper_grid_are_direct_differences() -> None:

@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from src.contracts import Batch
 from src.methods.vtfusion import VTFusion, synthesize
 from src.methods.vtfusion.ate import text_guided_map
+from tests.batches import make_batch
 
 from .helpers import auroc, textured_image, tiny_kwargs, to_tensor
 
@@ -26,25 +28,24 @@ class StubDataModule:
         self.shots = shots
         self.requested: list[str] = []
 
-    def reference_batch(self, category: str) -> dict:
+    def reference_batch(self, category: str) -> Batch:
         self.requested.append(category)
-        return {"image": self.shots, "path": list(self.paths)}
+        return make_batch(self.shots, path=self.paths, category=[category] * len(self.shots))
 
 
 def shots(k: int, seed: int = 0) -> torch.Tensor:
     return torch.stack([to_tensor(textured_image(SIZE, seed + i)) for i in range(k)])
 
 
-def synthetic_batch(k: int = 2, seed: int = 0, size: int = SIZE) -> dict:
+def synthetic_batch(k: int = 2, seed: int = 0, size: int = SIZE) -> Batch:
     clean = [textured_image(size, seed + i) for i in range(k)]
     edits = [synthesize(img, np.random.default_rng(100 + i), ["misplaced", "noise"], combined_prob=0.0)
              for i, img in enumerate(clean)]
-    return {
-        "image": torch.stack([to_tensor(c) for c in clean]),
-        "synthetic_image": torch.stack([to_tensor(e.image) for e in edits]),
-        "synthetic_mask": torch.stack([torch.from_numpy(e.mask)[None] for e in edits]),
-        "label": torch.zeros(k, dtype=torch.long),
-    }
+    return make_batch(
+        torch.stack([to_tensor(c) for c in clean]),
+        synthetic_image=torch.stack([to_tensor(e.image) for e in edits]),
+        synthetic_mask=torch.stack([torch.from_numpy(e.mask)[None] for e in edits]),
+    )
 
 
 def prepared(k: int = 2, **overrides) -> tuple[VTFusion, StubDataModule]:
@@ -62,9 +63,9 @@ def test_shapes_and_outputs() -> None:
     maps = module.model.maps(x)
     assert maps["vision"].shape == (3, 1, 4, 4) and maps["text"].shape == (3, 1, 4, 4)
     assert maps["final"].shape == (3, 1, SIZE, SIZE)
-    out = module.evaluation_step({"image": x, "mask": torch.zeros(3, 1, SIZE, SIZE), "label": torch.zeros(3)})
-    assert out["anomaly_map"].shape == (3, SIZE, SIZE) and out["pred_score"].shape == (3,)
-    torch.testing.assert_close(out["pred_score"], maps["final"].flatten(1).amax(1))
+    out = module.evaluation_step(make_batch(x))
+    assert out.anomaly_map.shape == (3, SIZE, SIZE) and out.pred_score.shape == (3,)
+    torch.testing.assert_close(out.pred_score, maps["final"].flatten(1).amax(1))
 
 
 def test_prototypes_from_exactly_the_logged_shots_and_frozen_by_training() -> None:
@@ -136,13 +137,13 @@ def test_checkpoint_keeps_prototypes_and_drops_the_backbone() -> None:
     torch.testing.assert_close(fresh.model.prototypes, module.model.prototypes)
     fresh.eval()
     module.eval()
-    torch.testing.assert_close(fresh({"image": dm.shots})["anomaly_map"], module({"image": dm.shots})["anomaly_map"])
+    torch.testing.assert_close(fresh(make_batch(dm.shots)).anomaly_map, module(make_batch(dm.shots)).anomaly_map)
 
 
 def test_unprepared_model_says_what_to_do() -> None:
     module = VTFusion(**tiny_kwargs())
     with pytest.raises(RuntimeError, match="prototypes"):
-        module({"image": shots(1)})
+        module(make_batch(shots(1)))
 
 
 @pytest.mark.parametrize(
@@ -198,21 +199,21 @@ def test_overfit_drives_seg_loss_down_and_pixel_auroc_up() -> None:
     torch.manual_seed(0)
     module = VTFusion(**tiny_kwargs(image_size=64, seg_width=16, seg_upsample=2, lr_other=3e-3, lr_aie=3e-3))
     batch = synthetic_batch(k=2, size=64)
-    module.prepare_category(StubDataModule(batch["image"]))
+    module.prepare_category(StubDataModule(batch.image))
     optimizer = module.configure_optimizers()
     synthetic_only = torch.ones(2, dtype=torch.bool)
     module.train()
     losses = []
     for _ in range(STEPS):
         optimizer.zero_grad()
-        terms = module.model.losses(batch["image"], batch["synthetic_image"], batch["synthetic_mask"], synthetic_only)
+        terms = module.model.losses(batch.image, batch.synthetic_image, batch.synthetic_mask, synthetic_only)
         losses.append(float(terms["seg"].detach()))
         (module.hparams.lambda_seg * terms["seg"] + (terms["nfc"] + terms["afs"]) / module.hparams.nu).backward()
         optimizer.step()
     module.eval()
     with torch.no_grad():
-        maps = module({"image": batch["synthetic_image"]})["anomaly_map"]
-    score = auroc(maps.numpy(), batch["synthetic_mask"][:, 0].numpy())
+        maps = module(make_batch(batch.synthetic_image)).anomaly_map
+    score = auroc(maps.numpy(), batch.synthetic_mask[:, 0].numpy())
     print(f"L_SEG {losses[0]:.4f} -> {losses[-1]:.4f}, pixel AUROC {score:.4f}")
     # Measured: L_SEG 0.155 -> 0.046, AUROC 0.976. The bounds are kept wide (3x and 0.08 below what
     # is measured) so the test asserts learning happens, not its exact amount; the exact computation
