@@ -59,7 +59,6 @@ def check_rows(entry: Entry, standins: Path) -> list[str]:
     Uses the launcher's own composition, so a row that would stop a real ``make ablate`` halfway
     through its table stops here before anything runs.
     """
-    from src import run as launcher
     from src.tables.spec import load_ablation, to_cli
 
     var = {key: to_standins(value, standins) for key, value in entry.variables.items()}
@@ -73,12 +72,21 @@ def check_rows(entry: Entry, standins: Path) -> list[str]:
                 argv += [option, var[key]] if key in var else []
             argv += ["--k", str(k)] if k is not None else []
             argv += ["--", *to_cli(row.overrides), *shlex.split(var.get("ARGS", ""))]
-            args = launcher.parse_args(argv)
-            launcher.validate(args)
-            files, layers, overrides = launcher.compose(args, 0)
-            launcher.check_config([*(a for f in files for a in ("--config", str(f))), *overrides],
-                                  launcher.model_class(layers, args.overrides))
+            check_launch(argv)
     return [row.name for row in spec.rows]
+
+
+def check_launch(argv: list[str]) -> None:
+    """What ``python -m src.run ARGV`` checks before it makes a run directory: options, the composed
+    config and its types against the model class (no model is built)."""
+    from src.launch.compose import compose, model_class
+    from src.launch.execute import check_config
+    from src.launch.options import parse_args, validate
+
+    args = parse_args(argv)
+    validate(args)
+    files, layers, overrides = compose(args, 0)
+    check_config([*(a for f in files for a in ("--config", str(f))), *overrides], model_class(layers, args.overrides))
 
 
 def launcher_argv(entry: Entry, standins: Path) -> list[str]:
@@ -95,18 +103,13 @@ def launcher_argv(entry: Entry, standins: Path) -> list[str]:
 
 def check_entry(entry: Entry, standins: Path) -> Outcome:
     """Resolve and type-check an entry's config(s) without building a model (seconds, not minutes)."""
-    from src import run as launcher
 
     started = time.time()
     try:
         if entry.target == "ablate":
             note = f"{len(check_rows(entry, standins))} rows checked"
         elif entry.target == "train":
-            args = launcher.parse_args(launcher_argv(entry, standins))
-            launcher.validate(args)
-            files, layers, overrides = launcher.compose(args, 0)
-            launcher.check_config([*(a for f in files for a in ("--config", str(f))), *overrides],
-                                  launcher.model_class(layers, args.overrides))
+            check_launch(launcher_argv(entry, standins))
             note = "config checked"
         else:
             return Outcome(entry.name, "ok", time.time() - started, "not checked (compare runs only)", Path())
