@@ -231,6 +231,7 @@ class AnomalyDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
 
     def train_dataloader(self) -> DataLoader:
+        """Training loader (the auxiliary set, or the k shots), shuffled with the run's seed."""
         hp = self.hparams
         if hp.protocol == "k-shot":
             self._require_setup(bool(self.shots), "train_dataloader")
@@ -249,12 +250,14 @@ class AnomalyDataModule(L.LightningDataModule):
         return self._loader(dataset, hp.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader | list:
+        """Validation loader(s): the evaluated split, as in test."""
         if self.hparams.protocol == "k-shot" or self.aux_reader is None:
             return []
         self._require_setup(bool(self.aux_samples), "val_dataloader")
         return self._loader(AnomalyDataset(self.aux_samples, self.preprocessor), self.hparams.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
+        """Loader of the evaluated split, in a fixed order."""
         self._require_setup(bool(self.test_samples), "test_dataloader")
         return self._loader(AnomalyDataset(self.test_samples, self.preprocessor), self.hparams.eval_batch_size)
 

@@ -57,22 +57,27 @@ class AnomalyModule(L.LightningModule):
         return self.model(batch.image, batch.category)
 
     def evaluation_step(self, batch: Batch) -> EvaluationOutput:
+        """Post-process the model's output for ``batch`` (shared by validation and test)."""
         out = self(batch)
         anomaly_map = self.postprocess(out.anomaly_map.float(), tuple(batch.mask.shape[-2:]))
         score = anomaly_map.flatten(1).amax(1) if self.image_score_from_map else out.pred_score.float()
         return EvaluationOutput(anomaly_map=anomaly_map, pred_score=score, batch=batch)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> EvaluationOutput:
+        """One validation batch: see :meth:`evaluation_step`."""
         return self.evaluation_step(batch)
 
     def test_step(self, batch: Batch, batch_idx: int) -> EvaluationOutput:
+        """One test batch: see :meth:`evaluation_step`."""
         return self.evaluation_step(batch)
 
     # ------------------------------------------------------------------ training
     def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """The weighted loss terms of one batch; training-free methods do not override it."""
         raise TypeError(f"{type(self).__name__} is training-free: run `test`, not `fit`.")
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        """Sum the loss terms, refuse a non-finite loss, log every term."""
         terms = self.training_losses(batch)
         loss = torch.stack([t.float() for t in terms.values()]).sum()
         values = {name: float(t.detach()) for name, t in terms.items()}
@@ -90,9 +95,11 @@ class AnomalyModule(L.LightningModule):
 
     @property
     def is_trainable(self) -> bool:
+        """True when any parameter requires a gradient."""
         return any(p.requires_grad for p in self.parameters())
 
     def trainable_parameter_count(self) -> int:
+        """Number of trainable parameter values."""
         return sum(p.numel() for p in self.parameters() if p.requires_grad)
 
     # ------------------------------------------------------------------ results and checkpoints
@@ -111,12 +118,14 @@ class AnomalyModule(L.LightningModule):
         return [k for k in state_dict if k in frozen]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Drop the frozen backbone from the checkpoint and record what it was."""
         state = checkpoint["state_dict"]
         for key in self._frozen_keys(state):
             del state[key]
         checkpoint["frozen_backbone"] = self.results_meta()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Check the trainable keys and put back the frozen ones this model rebuilt."""
         from src.launch.checkpoints import check_state_keys
 
         # strict_loading is off for the omitted backbone; a checkpoint without this model's trainable

@@ -121,41 +121,13 @@ class AnomalyMetrics:
         if self._computed:
             raise RuntimeError("AnomalyMetrics: compute() was already called; use a new instance per evaluation")
         start = time.perf_counter()
-        maps = _to_numpy(anomaly_map, np.float32)
-        scores = _to_numpy(pred_score, np.float64).reshape(-1)
-        masks = _to_numpy(mask)
-        labels = _to_numpy(label).reshape(-1)
+        maps, scores, masks, labels = _checked_arrays(anomaly_map, pred_score, mask, label)
         B = scores.shape[0]
-        if maps.ndim == 4 and maps.shape[1] == 1:
-            maps = maps[:, 0]
-        if masks.ndim == 4 and masks.shape[1] == 1:
-            masks = masks[:, 0]
-        if maps.ndim != 3 or maps.shape[0] != B:
-            raise ValueError(f"anomaly_map must have shape (B, H, W) with B={B} (pred_score's), got {maps.shape}")
-        if masks.shape != maps.shape:
-            raise ValueError(
-                f"mask must have shape (B, H, W) or (B, 1, H, W) matching anomaly_map {maps.shape}, "
-                f"got {_to_numpy(mask).shape}"
-            )
         category, defect_type = list(category), list(defect_type)
-        for name, seq in (("label", labels), ("category", category), ("defect_type", defect_type)):
+        for name, seq in (("category", category), ("defect_type", defect_type)):
             if len(seq) != B:
                 raise ValueError(f"{name} must have {B} entries (one per image), got {len(seq)}")
-        if not np.isin(labels, (0, 1)).all():
-            raise ValueError(f"label must be 0 (normal) or 1 (anomalous), got {np.unique(labels).tolist()}")
-        if index is None:
-            if rank_and_world()[1] > 1:
-                raise ValueError("index is required under torch.distributed to drop padded duplicates")
-            indices = np.arange(len(self._indices), len(self._indices) + B)
-        else:
-            indices = _to_numpy(index).reshape(-1).astype(np.int64)
-            if indices.shape[0] != B:
-                raise ValueError(f"index must have {B} entries (one per image), got {indices.shape[0]}")
-        keep_pixels = np.ones(B, dtype=bool)
-        if has_mask is not None:
-            keep_pixels = _to_numpy(has_mask).reshape(-1).astype(bool)
-            if keep_pixels.shape[0] != B:
-                raise ValueError(f"has_mask must have {B} entries (one per image), got {keep_pixels.shape[0]}")
+        indices, keep_pixels = self._positions(index, has_mask, B)
         paths = list(path) if path is not None else [f"<sample index {i}>" for i in indices]
         self._check_finite(maps, scores, category, paths)
 
@@ -171,6 +143,23 @@ class AnomalyMetrics:
                 self._spill.append(str(category[b]), position, group, maps[b], masks[b] > 0.5)
                 self._sizes.add(maps.shape[1:])
         self._busy_s += time.perf_counter() - start
+
+    def _positions(self, index: Any, has_mask: Any, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) dataset positions and (B,) whether each image's pixels count."""
+        if index is None:
+            if rank_and_world()[1] > 1:
+                raise ValueError("index is required under torch.distributed to drop padded duplicates")
+            indices = np.arange(len(self._indices), len(self._indices) + B)
+        else:
+            indices = _to_numpy(index).reshape(-1).astype(np.int64)
+            if indices.shape[0] != B:
+                raise ValueError(f"index must have {B} entries (one per image), got {indices.shape[0]}")
+        keep_pixels = np.ones(B, dtype=bool)
+        if has_mask is not None:
+            keep_pixels = _to_numpy(has_mask).reshape(-1).astype(bool)
+            if keep_pixels.shape[0] != B:
+                raise ValueError(f"has_mask must have {B} entries (one per image), got {keep_pixels.shape[0]}")
+        return indices, keep_pixels
 
     @staticmethod
     def _check_finite(maps: np.ndarray, scores: np.ndarray, category: list[str], paths: list[str]) -> None:
@@ -281,3 +270,28 @@ def _image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
         "image_ap": curves.average_precision(neg, pos),
         "image_f1max": curves.f1_max(neg, pos),
     }
+
+
+def _checked_arrays(anomaly_map: Any, pred_score: Any, mask: Any, label: Any) -> tuple[np.ndarray, ...]:
+    """Maps (B, H, W) float32, scores (B,) float64, masks (B, H, W), labels (B,) in {0, 1}."""
+    maps = _to_numpy(anomaly_map, np.float32)
+    scores = _to_numpy(pred_score, np.float64).reshape(-1)
+    masks = _to_numpy(mask)
+    labels = _to_numpy(label).reshape(-1)
+    B = scores.shape[0]
+    if maps.ndim == 4 and maps.shape[1] == 1:
+        maps = maps[:, 0]
+    if masks.ndim == 4 and masks.shape[1] == 1:
+        masks = masks[:, 0]
+    if maps.ndim != 3 or maps.shape[0] != B:
+        raise ValueError(f"anomaly_map must have shape (B, H, W) with B={B} (pred_score's), got {maps.shape}")
+    if masks.shape != maps.shape:
+        raise ValueError(
+            f"mask must have shape (B, H, W) or (B, 1, H, W) matching anomaly_map {maps.shape}, "
+            f"got {_to_numpy(mask).shape}"
+        )
+    if len(labels) != B:
+        raise ValueError(f"label must have {B} entries (one per image), got {len(labels)}")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"label must be 0 (normal) or 1 (anomalous), got {np.unique(labels).tolist()}")
+    return maps, scores, masks, labels

@@ -71,6 +71,7 @@ class MetricsCallback(L.Callback):
 
     # ----------------------------------------------------------------- test
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start a fresh accumulation for this evaluation."""
         self._start(trainer)
 
     def on_test_batch_end(
@@ -82,9 +83,11 @@ class MetricsCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        """Add one batch's maps, scores, masks and labels to the accumulator."""
         self._update(outputs, batch, keep_predictions=self.save_predictions)
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Compute, log and (rank 0) write the metrics of this evaluation."""
         result = self._finish(trainer, pl_module, "test")
         self.results = result
         predictions = self._gather_predictions() if self.save_predictions else None
@@ -98,6 +101,7 @@ class MetricsCallback(L.Callback):
 
     # ----------------------------------------------------------- validation
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Start a fresh accumulation for this validation."""
         if not trainer.sanity_checking:
             self._start(trainer)
 
@@ -110,14 +114,17 @@ class MetricsCallback(L.Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
+        """Add one validation batch to the accumulator."""
         if not trainer.sanity_checking:
             self._update(outputs, batch, keep_predictions=False)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Compute and log the validation metrics."""
         if not trainer.sanity_checking:
             self.validation_results = self._finish(trainer, pl_module, "val")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        """Remove this rank's spill files when a run fails."""
         if self._metrics is not None:
             self._metrics.close()  # do not leave spill files behind
             self._metrics = None

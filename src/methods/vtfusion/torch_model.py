@@ -186,6 +186,7 @@ class VTFusionModel(nn.Module):
         return features
 
     def check_prepared(self) -> None:
+        """Refuse a forward before the prototypes and text embeddings exist."""
         if not bool(self.prepared[0]):
             raise RuntimeError(
                 "VTFusion has no prototypes: they are computed from the k shots at the start of `fit` "
