@@ -4,7 +4,7 @@
                         [--runs 5] [--min-time 30] [--warmup 1] [--batches 1 2 4 8]
                         [--train | --train-only] [--train-steps 2]
 
-Inference rows only by default (about 6 minutes on an idle 2-core CPU, at most about 7); the batch sweep and the
+Inference rows only by default (565-581 s measured on a quiet 2-core CPU); the batch sweep and the
 training rows (minutes per step at 518 px on CPU) are opt-in: ``make bench-train`` runs the latter.
 The time ratio of a method is the median of per-pair ratios of its forward and its own bare
 backbone's, timed in alternation in one process; the spread of those ratios is printed.
