@@ -94,6 +94,9 @@ class MethodSpec:
             (prototypes from shots, ...).
         bench_batch: ``(batch, generator)``: fields the method's training ``Batch`` sets on the
             synthetic one (drawn from ``generator`` after the images).
+        weights_overrides: override keys (``--model.init_args.<name>``) whose value loads trained
+            weights that the run evaluates as they are (the authors' released checkpoint): such a
+            run trains nothing, so it needs no auxiliary dataset.
         experiments: folder holding ``methods/<name>.yaml`` (and ``methods/<name>/``),
             ``profiles/<profile>/<name>.yaml``, ``ablations/<name>/`` and ``reference/<name>/``;
             default the repository's ``experiments/`` (a method kept outside it brings its own).
@@ -106,6 +109,7 @@ class MethodSpec:
     rank: int = 100
     compared: Mapping[str, int] = field(default_factory=dict)
     k_shot_overrides: tuple[str, ...] = ()
+    weights_overrides: tuple[str, ...] = ()
     bench_paper: BenchSetting | None = None
     bench_quick: BenchSetting | None = None
     time_target: float | None = None

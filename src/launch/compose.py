@@ -39,6 +39,36 @@ def aux_of(args: argparse.Namespace) -> str | None:
                        root=registry.get(args.method).experiments)
 
 
+#: Trainer settings under which a run takes no optimiser step: an evaluation of the model as built.
+NO_TRAINING = ("--trainer.limit_train_batches", "--trainer.max_epochs", "--trainer.max_steps")
+
+
+def _override_values(overrides: list[str]) -> list[tuple[str, str]]:
+    """``(key, value)`` of every ``--key=value`` or ``--key value`` override."""
+    pairs = []
+    for i, item in enumerate(overrides):
+        key, sep, value = item.partition("=")
+        if not sep and i + 1 < len(overrides) and not overrides[i + 1].startswith("--"):
+            value = overrides[i + 1]
+        pairs.append((key, value))
+    return pairs
+
+
+def evaluation_only(method: str, overrides: list[str]) -> bool:
+    """The overrides make the run evaluate without training: no step allowed, or trained weights loaded.
+
+    Such a run reads no auxiliary dataset, so it needs no ``AUX_ROOT`` (evaluating the authors'
+    released checkpoint on MVTec AD must not ask for VisA).
+    """
+    loads = registry.get(method).weights_overrides
+    for key, value in _override_values(overrides):
+        if key in NO_TRAINING and value.strip() in {"0", "0.0"}:
+            return True
+        if key in loads and value.strip() not in {"", "null", "None"}:
+            return True
+    return False
+
+
 def method_preset(args: argparse.Namespace, layers: dict[str, Any]) -> Path | None:
     """The pairing preset layer of this run's direction (``methods/<m>/aux-<dataset>.yaml``), if any."""
     return preset_file(args.method, aux_of(args), args.overrides, layers, root=registry.get(args.method).experiments)
@@ -77,6 +107,8 @@ def launcher_overrides(args: argparse.Namespace, layers: dict[str, Any], seed: i
     aux = aux_of(args)
     if aux is None and spec.reads_no_aux(args.k):
         aux = "none"  # nothing trains: no auxiliary data to read or report
+    if args.aux is None and args.k is None and evaluation_only(args.method, args.overrides):
+        aux = "none"  # the pairing's dataset would not be read: the record must not name it
     if aux is not None:
         out.append(f"--data.init_args.aux_dataset={aux}")
     if args.aux_root:

@@ -121,7 +121,7 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
     started = time.time()
     if resume_ckpt:
         check_checkpoint(resume_ckpt, model.method_name)
-    if model.is_trainable:
+    if model.is_trainable and takes_steps(trainer):
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume_ckpt, weights_only=True)
     trainer.test(model, datamodule=datamodule, verbose=False)
     metrics_cb = next((c for c in trainer.callbacks if type(c).__name__ == "MetricsCallback"), None)
@@ -132,6 +132,15 @@ def fit_and_test(cli_args: list[str], out_dir: Path, logger: Any, resume_ckpt: s
     # documented "before training" run) must say so wherever its figures appear.
     meta["trained_steps"] = int(trainer.global_step) if model.is_trainable else None
     return results
+
+
+def takes_steps(trainer: Any) -> bool:
+    """False when the trainer is limited to no optimiser step (the documented untrained evaluation).
+
+    Such a run skips ``fit``: it would build the training loader, and an evaluation-only run has
+    no auxiliary dataset to build it from.
+    """
+    return not (trainer.limit_train_batches == 0 or trainer.max_epochs == 0 or trainer.max_steps == 0)
 
 
 def last_checkpoint(run_dir: Path) -> str | None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from datamodules.protocols import default_aux_dataset
 from src import registry
 from src.launch import guards
-from src.launch.compose import REPO, aux_of, config_files, load_layers, method_preset
+from src.launch.compose import REPO, aux_of, config_files, evaluation_only, load_layers, method_preset
 from src.launch.errors import LaunchError
 from src.pairing import PairingError
 from src.rendezvous import launched_outside
@@ -95,7 +95,7 @@ def validate(args: argparse.Namespace) -> None:
         raise LaunchError(f"AUX_ROOT={args.aux_root} does not exist or is not a folder")
     _check_counts(args)
     args.seed_list = _seed_list(args.seeds)
-    _check_aux(args, spec.trains_zero_shot(args.k))
+    _check_aux(args, spec.trains_zero_shot(args.k) and not evaluation_only(args.method, args.overrides))
     if args.resume and not Path(args.resume).is_dir():
         raise LaunchError(f"RESUME={args.resume} is not a run directory")
 

@@ -77,6 +77,8 @@ def print_results(results: dict[str, Any]) -> None:
         print("RANDOM-INIT backbone: these numbers say nothing about the method.")
     if meta.get("partial"):
         print(partial_banner(meta["partial"]))
+    if meta.get("loaded_weights"):
+        print(f"LOADED WEIGHTS: {meta['loaded_weights']}, evaluated as they are (not trained in this run).")
     if meta.get("trained_steps") == 0:
         print("UNTRAINED: no optimiser step was taken; these are the figures of the model as initialised.")
     print(format_table(results))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 
@@ -131,6 +133,7 @@ class FBCLIP(AnomalyModule):
         )
         self.release_ignored: list[str] = []
         self.release_loaded = bool(release_checkpoint)
+        self.release_checkpoint = str(release_checkpoint) if release_checkpoint else None
         if release_checkpoint:
             self.release_ignored = load_release_checkpoint(self.model, release_checkpoint)
 
@@ -140,6 +143,13 @@ class FBCLIP(AnomalyModule):
         # what is being evaluated, and `test` must not ask for a checkpoint of ours.
         """False when the authors' released weights are loaded."""
         return super().is_trainable and not self.release_loaded
+
+    def results_meta(self) -> dict[str, Any]:
+        """The shared record, plus the authors' checkpoint when its weights are the ones evaluated."""
+        meta = super().results_meta()
+        if self.release_checkpoint:
+            meta["loaded_weights"] = self.release_checkpoint
+        return meta
 
     def training_losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Focal on the image score + focal and 0.2 Dice on the upsampled map + SCR (as released)."""
