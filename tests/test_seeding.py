@@ -66,3 +66,15 @@ def test_module_seed_neither_reads_nor_advances_the_global_stream() -> None:
     assert len({derived_seed("x", 3), derived_seed("y", 3), derived_seed("x", 4)}) == 3
     # sha256 of "3:x", first 8 bytes little-endian, top bit cleared
     assert derived_seed("x", 3) == int.from_bytes(hashlib.sha256(b"3:x").digest()[:8], "little") & (2**63 - 1)
+
+
+@pytest.mark.parametrize("switch", [{"use_mpf": False}, {"use_aie": False, "use_mpf": False}, {"use_ate": False}])
+def test_vtfusion_switch_keeps_every_shared_initial_weight(switch: dict) -> None:
+    from src.methods.vtfusion import VTFusion
+    from tests.methods.vtfusion.helpers import tiny_kwargs
+
+    full = _build(VTFusion, **tiny_kwargs())
+    row = _build(VTFusion, **tiny_kwargs(**switch))
+    assert _shared_equal(full, row) == []
+    assert any(k.startswith("model.text_adapter.") for k in full) and any(k.startswith("model.linears.") for k in row)
+    assert set(full) != set(row) or switch == {"use_ate": False}  # use_ate=False keeps the adapter, frozen

@@ -19,6 +19,7 @@ from torch import nn
 
 from src.backbone import CLIPBackbone
 from src.contracts import MethodOutput
+from src.seeding import module_seed
 
 from .aie import (
     FeatureAdaptor,
@@ -109,19 +110,27 @@ class VTFusionModel(nn.Module):
                 raise ValueError(f"{name}={value} must be in 1..{num_patches} (the number of prototypes)")
 
         dim, proj = self.backbone.embed_dim, self.backbone.visual.proj
-        self.linears = nn.ModuleList(StageLinear(self.backbone.visual.ln_post, proj, linear_init) for _ in self.layers)
+        # Each block draws its initial weights from its own seed (src/seeding.py), so that a Table II /
+        # III row starts every module it shares with the full model from the same weights.
+        with module_seed("vtf.linears"):
+            self.linears = nn.ModuleList(StageLinear(self.backbone.visual.ln_post, proj, linear_init)
+                                         for _ in self.layers)
         if use_aie:
-            self.adaptors = nn.ModuleList(FeatureAdaptor(dim, adaptor) for _ in self.layers)
+            with module_seed("vtf.adaptors"):
+                self.adaptors = nn.ModuleList(FeatureAdaptor(dim, adaptor) for _ in self.layers)
         else:
             # Without AIE the image features are CLIP's own projected patch tokens (APRIL-GAN's
             # zero-shot map), and only the text side learns (Table II row 1, RESOLUTION).
             self.adaptors = None
             self.linears.requires_grad_(False)
-        self.text_adapter = TextAdapter(dim, enabled=use_ate)
+        with module_seed("vtf.text_adapter"):
+            self.text_adapter = TextAdapter(dim, enabled=use_ate)
         if use_mpf:
             grid = self.backbone.grid_size
-            self.fusion = FusionBlock(self.vision_topk, 1, fusion_dim, sam_output, grid)
-            self.segmenter = SegmentationNet(self.vision_topk + 2, seg_width, seg_bins, seg_upsample)
+            with module_seed("vtf.fusion"):
+                self.fusion = FusionBlock(self.vision_topk, 1, fusion_dim, sam_output, grid)
+            with module_seed("vtf.segmenter"):
+                self.segmenter = SegmentationNet(self.vision_topk + 2, seg_width, seg_bins, seg_upsample)
         if learnable_r:
             self.r = nn.Parameter(torch.tensor(float(r)))
         else:
