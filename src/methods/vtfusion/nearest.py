@@ -15,7 +15,8 @@ image. The matmul form ``|f|^2 + |p|^2 - 2 f.p`` is ten times cheaper but not ex
 
 Non-candidates are ``inf``, so ``min``/``topk`` return exactly the plain form's values. Used only
 without autograd (evaluation, prototype setup); training keeps the plain ``cdist`` and its
-backward. Falls back (returns None) on non-finite screens, other dtypes, or too many candidates.
+backward. Falls back (returns None) off the CPU, on other dtypes, non-finite screens, or too many
+candidates.
 """
 
 from __future__ import annotations
@@ -84,7 +85,11 @@ def screened_cdist(
     features: torch.Tensor, prototypes: torch.Tensor, topk: int, norms: PrototypeNorms
 ) -> torch.Tensor | None:
     """(B, L, N) ``cdist`` values at the candidate pairs, ``inf`` elsewhere; None to use the plain form."""
-    if features.dtype not in (torch.float32, torch.float64) or prototypes.dtype != features.dtype:
+    # CPU only: the per-pair identity of cdist's values is a property of its CPU kernel (tested);
+    # GPU kernels reduce by blocks whose layout may depend on the shapes.
+    if features.device.type != "cpu" or features.dtype not in (torch.float32, torch.float64):
+        return None
+    if prototypes.dtype != features.dtype:
         return None
     p64, p_sq = norms.get(prototypes)
     mask = candidate_mask(features, p64, p_sq, topk)
