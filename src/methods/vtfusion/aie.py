@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .nearest import CDIST_MODE, PrototypeNorms, screened_cdist
+
 ADAPTORS = ("coordconv", "conv3x3")
 DISTANCES = ("euclidean", "squared")
 
@@ -100,7 +102,11 @@ def prototypes_from_features(features: torch.Tensor) -> torch.Tensor:
 
 
 def prototype_distances(
-    features: torch.Tensor, prototypes: torch.Tensor, topk: int = 1, distance: str = "euclidean"
+    features: torch.Tensor,
+    prototypes: torch.Tensor,
+    topk: int = 1,
+    distance: str = "euclidean",
+    norms: PrototypeNorms | None = None,
 ) -> torch.Tensor:
     """The ``topk`` smallest distances from every location to every prototype, ascending.
 
@@ -113,6 +119,8 @@ def prototype_distances(
         prototypes: (N, C).
         topk: how many nearest distances to keep (1 = Eq. 5's nearest distance).
         distance: ``euclidean`` (Eq. 2 literally) or ``squared``.
+        norms: the model's prototype cache; with it and without autograd, only the candidate pairs
+            of a float64 screen go through ``cdist`` (``nearest.py``: the same values, bit for bit).
 
     Returns:
         (B, L, topk).
@@ -123,8 +131,12 @@ def prototype_distances(
         raise ValueError(
             f"vision_topk/hinge_topk={topk} must be in 1..{prototypes.shape[0]} (the number of prototypes)"
         )
-    protos = prototypes.to(features.dtype).unsqueeze(0).expand(features.shape[0], -1, -1)
-    d = torch.cdist(features, protos, compute_mode="donot_use_mm_for_euclid_dist")
+    protos = prototypes.to(features.dtype)
+    d = None
+    if norms is not None and not torch.is_grad_enabled():
+        d = screened_cdist(features, protos, topk, norms)
+    if d is None:
+        d = torch.cdist(features, protos.unsqueeze(0).expand(features.shape[0], -1, -1), compute_mode=CDIST_MODE)
     if distance == "squared":
         d = d.square()
     if topk == 1:

@@ -32,6 +32,7 @@ from .aie import (
 )
 from .ate import TextAdapter, build_prompts, ensemble_embedding, text_guided_map
 from .mpf import FusionBlock, SegmentationNet
+from .nearest import PrototypeNorms
 
 
 class VTFusionModel(nn.Module):
@@ -141,6 +142,8 @@ class VTFusionModel(nn.Module):
         self.register_buffer("vision_scale", torch.ones(()))
         self.register_buffer("text_embeddings", torch.zeros(2, dim))
         self.register_buffer("prepared", torch.zeros(2, dtype=torch.bool))  # [prototypes, text]
+        # Inference cache of the prototypes' float64 copy and norms (not state: rebuilt on change).
+        self._prototype_norms = PrototypeNorms()
 
     # ------------------------------------------------------------------ features
     def stage_features(self, images: torch.Tensor) -> list[torch.Tensor]:
@@ -187,7 +190,7 @@ class VTFusionModel(nn.Module):
         self.prototypes.copy_(prototypes_from_features(features))
         # m_v, the normal-data scale of the no-MPF baseline: the largest M^v over the shots, kept
         # away from 0 (k = 1 puts every shot on its own prototypes).
-        m_v = prototype_distances(features, self.prototypes, 1, self.distance).max()
+        m_v = prototype_distances(features, self.prototypes, 1, self.distance, self._prototype_norms).max()
         floor = 1e-6 * features.norm(dim=-1).mean()
         self.vision_scale.copy_(torch.maximum(m_v, floor))
         self.prepared[0] = True
@@ -211,7 +214,8 @@ class VTFusionModel(nn.Module):
 
     def distances(self, stage_features: Sequence[torch.Tensor], topk: int) -> torch.Tensor:
         """(B, L, topk) nearest-prototype distances of the stacked features."""
-        return prototype_distances(self.stack(stage_features), self.prototypes, topk, self.distance)
+        feats = self.stack(stage_features)
+        return prototype_distances(feats, self.prototypes, topk, self.distance, self._prototype_norms)
 
     def vision_map(self, distances: torch.Tensor) -> torch.Tensor:
         """``M^v`` (B, vision_topk, h, w) from (B, L, >= vision_topk) distances."""
