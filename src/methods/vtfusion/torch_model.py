@@ -111,8 +111,7 @@ class VTFusionModel(nn.Module):
                 raise ValueError(f"{name}={value} must be in 1..{num_patches} (the number of prototypes)")
 
         dim, proj = self.backbone.embed_dim, self.backbone.visual.proj
-        # Each block draws its initial weights from its own seed (src/seeding.py), so that a Table II /
-        # III row starts every module it shares with the full model from the same weights.
+        # Per-block seeds (src/seeding.py): an ablation row starts every block it shares from the same weights.
         with module_seed("vtf.linears"):
             self.linears = nn.ModuleList(StageLinear(self.backbone.visual.ln_post, proj, linear_init)
                                          for _ in self.layers)
