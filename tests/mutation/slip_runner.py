@@ -2,8 +2,8 @@
 
 For every slip (``tests/mutation/slips.py``): the staged file gets the slip, the slip's judging tests
 run with ``-x -q -m "not slow and not ddp"``; if they pass, the rest of the non-slow suite runs
-(``tests/`` without the paths already run), since ``make test`` is the judge. Before any slip, the
-unmodified copy must pass every judging test set (else every slip would look caught). The file is restored
+(``tests/`` without the paths already run), since ``make test`` is the judge. Afterwards every test that
+caught a slip is rerun on the unmodified copy: one that fails there too caught nothing. The file is restored
 before the next slip. Prints caught / missed per slip and the fraction caught; a full run writes
 ``runs/mutation/slips.json`` (an ``--only`` run writes ``slips-partial.json`` instead, so that a
 partial rerun never replaces the full measurement).
@@ -67,9 +67,11 @@ class Worker:
         self.server.stdout.readline()  # {"ready": true} once the libraries are imported
         self.log = self.where / ".slip-pytest.log"
 
-    def pytest(self, args: list[str], timeout: float) -> tuple[int, str]:
-        """Run pytest in the staged tree; returns (exit code, the first FAILED/ERROR summary line or "")."""
-        request = {"args": ["-x", "-q", "-p", "no:cacheprovider", *MARKERS, *args], "log": str(self.log),
+    def pytest(self, args: list[str], timeout: float, first: bool = True) -> tuple[int, str]:
+        """Run pytest in the staged tree (``-x`` unless ``first`` is False); returns (exit code, the
+        FAILED/ERROR summary lines, one per line, or "")."""
+        stop = ["-x"] if first else []
+        request = {"args": [*stop, "-q", "-p", "no:cacheprovider", *MARKERS, *args], "log": str(self.log),
                    "timeout": timeout}
         self.server.stdin.write(json.dumps(request) + "\n")
         self.server.stdin.flush()
@@ -77,7 +79,7 @@ class Worker:
         if code == -1:
             return code, "timeout"
         lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.startswith(("FAILED", "ERROR"))]
-        return code, (lines[0][:200] if lines else "")
+        return code, "\n".join(lines)
 
     def close(self) -> None:
         self.server.stdin.close()
@@ -111,13 +113,36 @@ def judge(slip: Slip, worker: Worker, suite: bool, timeout: float) -> dict:
             by = "suite" if code not in (0, 5) else None
     finally:
         path.write_text(original)
+    first = failure.splitlines()[0] if failure else ""
     return {"id": slip.id, "file": slip.file, "kind": slip.kind, "caught": by is not None, "by": by,
-            "exit_code": code, "failure": failure, "seconds": round(time.time() - started, 1)}
+            "exit_code": code, "failure": first[:300], "node": node_id(first),
+            "seconds": round(time.time() - started, 1)}
+
+
+def node_id(summary_line: str) -> str:
+    """``FAILED tests/x.py::test_y[p] - message`` -> ``tests/x.py::test_y[p]`` ("" for none)."""
+    parts = summary_line.split(" ", 1)
+    return parts[1].split(" - ", 1)[0].strip() if len(parts) == 2 else ""
+
+
+def check_catches(results: list[dict], worker: Worker, timeout: float) -> None:
+    """Rerun, on the unmodified tree, every test that caught a slip; a test that fails there too
+    caught nothing (a broken or flaky test would otherwise make every slip look caught)."""
+    nodes = sorted({r["node"] for r in results if r["caught"] and r["node"]})
+    if not nodes:
+        return
+    code, failures = worker.pytest(nodes, timeout, first=False)
+    broken = {node_id(line) for line in failures.splitlines()}
+    for result in results:
+        if result["caught"] and (result["node"] in broken or not result["node"] and result["exit_code"] != -1):
+            result.update(caught=False, by=None, failure=f"unmodified tree fails too: {result['failure']}")
+    if broken:
+        print(f"slips: {len(broken)} catching tests fail on the unmodified tree: {sorted(broken)}", flush=True)
 
 
 def run(slips: list[Slip], jobs: int, suite: bool, timeout: float, check_baseline: bool = True) -> list[dict]:
-    """Judge every slip, ``jobs`` at a time, each worker in its own staged copy, after checking that
-    the unmodified copy passes every judging test set."""
+    """Judge every slip, ``jobs`` at a time, each worker in its own staged copy; then check that every
+    test that caught one passes on the unmodified copy."""
     with tempfile.TemporaryDirectory(prefix="slips-") as tmp:
         workers: queue.Queue[Worker] = queue.Queue()
         for i in range(max(1, jobs)):
@@ -130,23 +155,15 @@ def run(slips: list[Slip], jobs: int, suite: bool, timeout: float, check_baselin
             finally:
                 workers.put(worker)
             verdict = f"caught ({result['by']})" if result["caught"] else "MISSED"
-            print(f"{slip.id:<34} {verdict:<17} {result['seconds']:>6.1f}s  {result['failure'][:90]}", flush=True)
+            print(f"{slip.id:<34} {verdict:<17} {result['seconds']:>6.1f}s  {result['node'][:100]}", flush=True)
             return result
-
-        def baseline(tests: tuple[str, ...]) -> None:
-            worker = workers.get()
-            try:
-                code, failure = worker.pytest(ordered(tests, worker.where), timeout)
-            finally:
-                workers.put(worker)
-            if code != 0:
-                raise SystemExit(f"slips: the unmodified tree fails {tests} ({failure or code}); fix that first")
 
         try:
             with ThreadPoolExecutor(max(1, jobs)) as pool:
-                if check_baseline:  # a tree that fails unmodified would "catch" every slip
-                    list(pool.map(baseline, dict.fromkeys(s.tests for s in slips)))
-                return list(pool.map(work, slips))
+                results = list(pool.map(work, slips))
+            if check_baseline:
+                check_catches(results, workers.get(), timeout)
+            return results
         finally:
             while not workers.empty():
                 workers.get().close()
@@ -171,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-suite", action="store_true",
                         help="do not rerun the whole non-slow suite for a slip the targeted tests miss")
     parser.add_argument("--no-baseline", action="store_true",
-                        help="skip the check that the unmodified tree passes the judging tests")
+                        help="skip the rerun of the catching tests on the unmodified tree")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds per pytest run (then: caught)")
     args = parser.parse_args(argv)
     wanted = [s for s in args.only.split(",") if s]
