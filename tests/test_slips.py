@@ -24,3 +24,21 @@ def test_old_text_occurs_exactly_once_and_the_slip_changes_it(slip) -> None:
     assert slip.file.startswith(("src/methods/", "experiments/methods/", "experiments/ablations/"))
     for path in slip.tests:
         assert (REPO / path).exists(), f"{slip.id}: judging test path {path} does not exist"
+
+
+def test_node_id_is_read_from_pytest_summary_lines() -> None:
+    from tests.mutation.slip_runner import node_id
+
+    assert node_id("FAILED tests/a/test_b.py::test_c[x-1] - AssertionError: 1 != 2") == "tests/a/test_b.py::test_c[x-1]"
+    assert node_id("ERROR tests/a/test_b.py - ImportError") == "tests/a/test_b.py"
+    assert node_id("") == ""
+
+
+def test_value_pinned_files_run_first_and_each_file_once() -> None:
+    from tests.mutation.slip_runner import ordered
+
+    files = ordered(("tests/methods/afrclip", "tests/methods/afrclip/test_mpfa.py"), REPO)
+    assert len(files) == len(set(files))
+    assert "tests/methods/afrclip/test_mpfa.py" in files
+    values = [i for i, f in enumerate(files) if "value" in f.rsplit("/", 1)[-1]]
+    assert values and values == list(range(len(values)))
