@@ -162,7 +162,9 @@ def run(slips: list[Slip], jobs: int, suite: bool, timeout: float, check_baselin
             with ThreadPoolExecutor(max(1, jobs)) as pool:
                 results = list(pool.map(work, slips))
             if check_baseline:
-                check_catches(results, workers.get(), timeout)
+                worker = workers.get()
+                workers.put(worker)  # back in the queue, so that it is closed below
+                check_catches(results, worker, timeout)
             return results
         finally:
             while not workers.empty():
