@@ -24,7 +24,7 @@ SCALE_OPTS = $(if $(JOBS),--jobs "$(JOBS)") $(if $(GPUS),--gpus "$(GPUS)") $(if 
 	$(if $(CPUS_PER_JOB),--cpus-per-job "$(CPUS_PER_JOB)") $(if $(TIME),--time "$(TIME)") \
 	$(if $(ARRAY_PARALLELISM),--array-parallelism "$(ARRAY_PARALLELISM)")
 
-.PHONY: install train test test-fast lint ablate table dashboard compare bench bench-train bench-metrics mutate rehearse clean-venv
+.PHONY: install train test test-fast lint ablate table dashboard compare bench bench-train bench-metrics mutate slips rehearse clean-venv
 
 $(STAMP): requirements.txt
 	@echo "Creating $(VENV) and installing requirements (first use only)..."
@@ -84,6 +84,10 @@ bench-metrics: $(STAMP)
 
 mutate: $(STAMP)
 	$(PY) -m tests.mutation $(if $(PKG),--packages "$(PKG)") $(MUTATE_ARGS)
+
+# The catalogue of plausible single-line slips (tests/mutation/slips.py): caught / missed per slip.
+slips: $(STAMP)
+	$(PY) -m tests.mutation.slips $(if $(ONLY),--only "$(ONLY)") $(SLIPS_ARGS)
 
 clean-venv:
 	rm -rf $(VENV)
