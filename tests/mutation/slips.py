@@ -166,8 +166,8 @@ FB_SLIPS = [
 VT_SLIPS = [
     _vt("lr-groups-swapped", "lightning_model.py", 'lrs = {"aie": self.hparams.lr_aie, "other": self.hparams.lr_other}',
         'lrs = {"aie": self.hparams.lr_other, "other": self.hparams.lr_aie}', "the two learning-rate groups swapped"),
-    _vt("mv-mean", "torch_model.py", "self.prototypes, 1, self.distance).max()",
-        "self.prototypes, 1, self.distance).mean()", "m_v as mean instead of max",
+    _vt("mv-mean", "torch_model.py", "self.distance, self._prototype_norms).max()",
+        "self.distance, self._prototype_norms).mean()", "m_v as mean instead of max",
         "only the no-MPF rows read m_v (use_mpf=False)"),
     _vt("attention-transposed", "mpf.py", "torch.bmm(v, attn.transpose(1, 2))", "torch.bmm(v, attn)",
         "attention product transposed", "gamma starts at 0, so it shows once gamma is non-zero (trained)"),
