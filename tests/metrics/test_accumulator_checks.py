@@ -116,3 +116,18 @@ def test_map_shape_messages() -> None:
             _one_batch(acc, anomaly_map=maps, mask=np.zeros(maps.shape))
         assert str(error.value) == f"anomaly_map must have shape (B, H, W) with B=2 (pred_score's), got {maps.shape}"
     acc.close()
+
+
+def test_mask_and_label_messages() -> None:
+    acc = AnomalyMetrics()
+    with pytest.raises(ValueError) as error:
+        _one_batch(acc, mask=np.zeros((2, 1, 3, 3)))
+    assert str(error.value) == ("mask must have shape (B, H, W) or (B, 1, H, W) matching anomaly_map (2, 2, 2), "
+                                "got (2, 1, 3, 3)")
+    with pytest.raises(ValueError) as error:
+        _one_batch(acc, label=[0, 1, 1])
+    assert str(error.value) == "label must have 2 entries (one per image), got 3"
+    with pytest.raises(ValueError) as error:
+        _one_batch(acc, label=[0, 2])
+    assert str(error.value) == "label must be 0 (normal) or 1 (anomalous), got [0, 2]"
+    acc.close()
