@@ -96,13 +96,13 @@ def test_anomalyclip_reason_in_the_warning() -> None:
 
 
 def test_column_vectors_and_height_one_maps_are_accepted() -> None:
-    # (B, 1) scores, labels, indices and has_mask flatten to (B,); a (B, 1, W) map is 3-D (height 1),
+    # (B, 1) scores, labels and indices and a (1, B) has_mask flatten to (B,); a (B, 1, W) map is 3-D (height 1),
     # not a (B, 1, H, W) map to squeeze
     acc = AnomalyMetrics(num_bins=2**8)
     maps = np.array([[[0.0, 0.1, 0.2, 0.3]], [[0.0, 0.9, 0.2, 0.3]]])
     masks = np.array([[[0, 0, 0, 0]], [[0, 1, 0.5, 0]]])  # 0.5 is not anomalous: binarised with > 0.5
     _one_batch(acc, anomaly_map=maps, mask=masks, pred_score=np.array([[0.0], [1.0]]), label=np.array([[0], [1]]),
-               index=np.array([[0], [1]]), has_mask=np.array([[True], [True]]))
+               index=np.array([[0], [1]]), has_mask=np.array([[True, True]]))  # any shape with B entries
     result = acc.compute()
     assert result["meta"]["eval_size"] == [1, 4] and result["meta"]["counts"]["c"]["n_regions"] == 1
     # one anomalous pixel (0.9) above all seven normal ones, 0.2 at the 0.5 mask among them
