@@ -81,3 +81,11 @@ def test_wrong_input_size_is_named(tiny: CLIPBackbone) -> None:
         tiny.encode_image(torch.zeros(1, 3, 64, 64))
     assert str(error.value) == ("Backbone built for 96px input got (64, 64); set the data and model image_size to "
                                 "the same value.")
+
+
+def test_keep_tokens_trims_every_tap(tiny: CLIPBackbone) -> None:
+    images = torch.randn(2, 3, 96, 96)
+    full = tiny.encode_image_layers(images, [1, 3])
+    cls_only = tiny.encode_image_layers(images, [1, 3], keep_tokens=1)
+    assert [t.shape for t in cls_only] == [torch.Size([2, 1, 64])] * 2
+    assert all(torch.equal(a, b[:, :1]) for a, b in zip(cls_only, full))
