@@ -58,7 +58,7 @@ def serve() -> None:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001 - an optional library missing only costs its import in the child
-            pass
+            continue
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
