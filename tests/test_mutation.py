@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
+from lightning.pytorch.core.mixins import HyperparametersMixin
 
 from tests.mutation.__main__ import REPO, summarise
 from tests.mutation.packages import PACKAGES
@@ -42,6 +44,7 @@ def test_shim_maps_mutant_names_onto_the_src_package(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(trampoline, "get_mutant_under_test", lambda: "metrics.aupro.x_f__mutmut_3")
     monkeypatch.setattr(trampoline, "record_trampoline_hit", stats.record_trampoline_hit)
     monkeypatch.setenv("ADSUITE_MUTATE", "1")
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the shim adds an import hook: drop it afterwards
     spec = importlib.util.spec_from_file_location("adsuite_mutation_shim", REPO / "tests/mutation/sitecustomize.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
 
@@ -51,3 +54,51 @@ def test_shim_maps_mutant_names_onto_the_src_package(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(trampoline, "get_mutant_under_test", lambda: "stats")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert trampoline.get_mutant_under_test() == "stats"
+
+
+def _load_shim(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN202 - the shim module
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    spec = importlib.util.spec_from_file_location("adsuite_mutation_shim", REPO / "tests/mutation/sitecustomize.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _MutatedConstructor(HyperparametersMixin):
+    """Laid out as mutmut lays out a mutated constructor.
+
+    ``__init__`` calls a body named ``xǁClassǁ__init____mutmut_orig``.
+    """
+
+    def _body(self, alpha: int = 1, beta: str = "b") -> None:
+        super().__init__()
+        self.save_hyperparameters()
+
+    _body.__code__ = _body.__code__.replace(co_name="xǁ_MutatedConstructorǁ__init____mutmut_orig")
+
+    def __init__(self, alpha: int = 1, beta: str = "b") -> None:
+        self._body(alpha, beta)
+
+
+def test_shim_lets_save_hyperparameters_read_a_mutated_constructor(monkeypatch: pytest.MonkeyPatch) -> None:
+    from lightning.pytorch.utilities import parsing
+
+    assert dict(_MutatedConstructor(3, "x").hparams) == {}, "Lightning alone reads no arguments from the renamed body"
+    monkeypatch.setattr(parsing, "_get_init_args", parsing._get_init_args)  # restored after the test
+    _load_shim(monkeypatch)._accept_mutmut_constructors(parsing)
+    assert dict(_MutatedConstructor(3, "x").hparams) == {"alpha": 3, "beta": "x"}
+    assert dict(_MutatedConstructor().hparams) == {"alpha": 1, "beta": "b"}
+
+
+def test_shim_patches_lightning_only_when_it_is_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADSUITE_MUTATE", "1")
+    shim = _load_shim(monkeypatch)
+    hook = next(h for h in sys.meta_path if isinstance(h, shim._PatchAfterImport))
+    assert hook.find_spec("lightning.pytorch.utilities") is None
+    from lightning.pytorch import utilities
+
+    spec = hook.find_spec("lightning.pytorch.utilities.parsing", utilities.__path__)
+    assert spec is not None and spec.name == "lightning.pytorch.utilities.parsing"
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._get_init_args.__qualname__.endswith("_accept_mutmut_constructors.<locals>._get_init_args")
