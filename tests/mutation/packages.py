@@ -33,13 +33,15 @@ _METRICS_GLUE_TESTS = ("tests/metrics/test_cli.py", "tests/metrics/test_callback
 PACKAGES: dict[str, Package] = {p.name: p for p in (
     # The metrics package is split so that one run stays well under an hour on a shared 2-core
     # machine: ``metrics`` is the arithmetic of the numbers we publish (curves from histograms,
-    # PRO regions and the public AUPRO grid), judged by the brute-force comparisons of
-    # test_curves.py and test_accumulator.py; ``metrics-io`` is the bookkeeping around it
+    # PRO regions and the public AUPRO grid, the pixel histograms' binning, and the reason a metric
+    # is undefined), judged by the brute-force comparisons of test_curves.py, test_accumulator.py
+    # and test_pixel_histograms.py; ``metrics-io`` is the bookkeeping around it
     # (streaming accumulation, disk spill, cross-rank sums, file writing). Never mutated: bench.py
     # (a timing script, no result is read from it), callback.py and __main__.py (Lightning / CLI
     # glue that forwards to the accumulator; their tests are end-to-end and take 5-15 s each) and
     # __init__.py (re-exports).
-    Package("metrics", ("src/metrics/curves.py", "src/metrics/aupro.py"), ("tests/metrics",),
+    Package("metrics", ("src/metrics/curves.py", "src/metrics/aupro.py", "src/metrics/pixel_histograms.py",
+                        "src/metrics/undefined.py"), ("tests/metrics",),
             ignore=_METRICS_GLUE_TESTS + ("tests/metrics/test_distributed.py",)),
     Package("metrics-io", ("src/metrics/accumulator.py", "src/metrics/spill.py", "src/metrics/io.py",
                            "src/metrics/distributed.py"), ("tests/metrics",), ignore=_METRICS_GLUE_TESTS),
