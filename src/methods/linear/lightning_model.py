@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -22,6 +23,8 @@ class LinearProbe(AnomalyModule):
     Args:
         lr: Adam learning rate (APRIL-GAN 1e-3).
         betas: Adam betas (APRIL-GAN (0.5, 0.999)).
+        lr_schedule: ``constant`` (APRIL-GAN) or ``cosine``: before optimiser step ``k`` of ``T``
+            (the run's ``estimated_stepping_batches``) the rate is ``lr * (1 + cos(pi * k / T)) / 2``.
         focal_gamma: focal-loss exponent.
         eval_sigma: Gaussian sigma of the shared map smoothing.
         image_score_from_map: the image score is the maximum of the smoothed map. The probe has no
@@ -41,6 +44,7 @@ class LinearProbe(AnomalyModule):
         weights_cache_dir: str | None = None,
         lr: float = 1e-3,
         betas: list[float] = (0.5, 0.999),
+        lr_schedule: str = "constant",
         focal_gamma: float = 2.0,
         eval_sigma: float = 4.0,
         image_score_from_map: bool = True,
@@ -50,6 +54,9 @@ class LinearProbe(AnomalyModule):
                              "score besides the maximum of its smoothed map")
         if len(betas) != 2:
             raise ValueError(f"betas must be two numbers (Adam's beta1, beta2), got {betas!r}")
+        if lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' (APRIL-GAN) or 'cosine' (decay to 0 over the run's "
+                             f"steps), got {lr_schedule!r}")
         super().__init__(eval_sigma=eval_sigma, image_score_from_map=True)
         self.save_hyperparameters()
         self.model = LinearProbeModel(
@@ -63,10 +70,19 @@ class LinearProbe(AnomalyModule):
         return linear_losses(out.layer_logits, self.model.backbone.grid_size, batch.mask,
                              gamma=self.hparams.focal_gamma)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        """Adam over the linear layers, no schedule."""
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """Adam over the linear layers; with ``lr_schedule=cosine`` a per-step cosine decay to 0."""
         params = [p for p in self.parameters() if p.requires_grad]
-        return torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        optimizer = torch.optim.Adam(params, lr=self.hparams.lr, betas=tuple(self.hparams.betas))
+        if self.hparams.get("lr_schedule", "constant") == "constant":
+            return optimizer
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total) or total < 1:
+            raise ValueError("lr_schedule=cosine needs a run of known length: set --trainer.max_epochs or "
+                             f"--trainer.max_steps (estimated steps: {total})")
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total)))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
     def on_test_start(self) -> None:
         """Drop the cached text embeddings (the categories of this test run may differ)."""
