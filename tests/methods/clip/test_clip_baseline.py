@@ -19,6 +19,7 @@ def test_stage_layers() -> None:
     assert stage_layers(24, 4) == [6, 12, 18, 24]
     assert stage_layers(12, 4) == [3, 6, 9, 12]
     assert stage_layers(8, 1) == [8]
+    assert stage_layers(4, 4) == [1, 2, 3, 4]  # every block is a stage: allowed
     with pytest.raises(ValueError, match="num_stages"):
         stage_layers(4, 5)
 
@@ -68,3 +69,16 @@ def test_lightning_module_is_training_free_and_frozen() -> None:
     assert not module.is_trainable and module.trainable_parameter_count() == 0
     meta = module.results_meta()
     assert meta["method"] == "clip" and meta["random_init"] and meta["layers"] == [2, 4]
+
+
+def test_default_stages_and_the_global_embedding_from_the_last_tap() -> None:
+    torch.manual_seed(0)
+    backbone = CLIPBackbone("tiny-vit", "none", image_size=64)
+    assert CLIPBaselineModel(backbone).layers == stage_layers(backbone.num_layers, 4)
+    depth = backbone.num_layers
+    images = torch.randn(2, 3, 64, 64)
+    for layers in ([1, 2, depth], [1, depth - 1]):  # the shortcut when the last tap is the last block, else a pass
+        model = CLIPBaselineModel(backbone, layers=layers)
+        taps = backbone.encode_image_layers(images, model.layers)
+        torch.testing.assert_close(model.image_embedding(images, taps), backbone.encode_image(images),
+                                   atol=1e-5, rtol=0)

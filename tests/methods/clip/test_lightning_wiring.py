@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 from types import SimpleNamespace
 
 import pytest
 import torch
 
+from src.backbone import CLIPBackbone
 from src.methods.clip import CLIPBaseline
 
 
@@ -31,6 +33,28 @@ def _module(**overrides) -> CLIPBaseline:  # noqa: ANN003 - constructor override
 
 def _attach(module: CLIPBaseline, datamodule: object) -> None:
     module._trainer = SimpleNamespace(datamodule=datamodule)
+
+
+def test_defaults_are_the_documented_ones() -> None:
+    defaults = {k: v.default for k, v in inspect.signature(CLIPBaseline.__init__).parameters.items() if k != "self"}
+    assert defaults == {"backbone": "ViT-B-16", "pretrained": "auto", "image_size": 224, "layers": None,
+                        "num_stages": 4, "temperature": 0.07, "few_shot": False, "eval_sigma": 4.0,
+                        "weights_cache_dir": None}
+
+
+def test_backbone_gets_the_size_and_the_weights_folder(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    from src.methods.clip import lightning_model
+
+    calls = []
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append((args, kwargs))
+        return CLIPBackbone(*args, **kwargs)
+
+    monkeypatch.setattr(lightning_model, "CLIPBackbone", recording)
+    module = _module(image_size=32, weights_cache_dir=str(tmp_path))
+    assert calls == [(("tiny-vit", "none", 32), {"weights_cache_dir": str(tmp_path)})]
+    assert module.model.backbone.image_size == 32 and module.model.backbone.grid_size == (4, 4)
 
 
 def test_constructor_passes_every_value_on() -> None:
