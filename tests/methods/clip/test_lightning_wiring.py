@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from types import SimpleNamespace
 
 import pytest
@@ -35,11 +34,22 @@ def _attach(module: CLIPBaseline, datamodule: object) -> None:
     module._trainer = SimpleNamespace(datamodule=datamodule)
 
 
-def test_defaults_are_the_documented_ones() -> None:
-    defaults = {k: v.default for k, v in inspect.signature(CLIPBaseline.__init__).parameters.items() if k != "self"}
-    assert defaults == {"backbone": "ViT-B-16", "pretrained": "auto", "image_size": 224, "layers": None,
-                        "num_stages": 4, "temperature": 0.07, "few_shot": False, "eval_sigma": 4.0,
-                        "weights_cache_dir": None}
+def test_constructor_defaults_reach_the_backbone_and_hparams(monkeypatch: pytest.MonkeyPatch) -> None:
+    from src.methods.clip import lightning_model
+
+    calls = []
+
+    def recording(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202 - records, then builds a tiny stand-in
+        calls.append((args, kwargs))
+        return CLIPBackbone("tiny-vit", "none", image_size=64)
+
+    monkeypatch.setattr(lightning_model, "CLIPBackbone", recording)
+    module = CLIPBaseline()
+    assert calls == [(("ViT-B-16", "auto", 224), {"weights_cache_dir": None})]
+    assert dict(module.hparams) == {"backbone": "ViT-B-16", "pretrained": "auto", "image_size": 224, "layers": None,
+                                    "num_stages": 4, "temperature": 0.07, "few_shot": False, "eval_sigma": 4.0,
+                                    "weights_cache_dir": None}
+    assert module.model.layers == [1, 2, 3, 4] and module.model.temperature == 0.07 and module.few_shot is False
 
 
 def test_backbone_gets_the_size_and_the_weights_folder(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
