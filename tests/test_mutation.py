@@ -43,6 +43,8 @@ def test_shim_maps_mutant_names_onto_the_src_package(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(stats, "record_trampoline_hit", lambda name, caller=None: recorded.append((name, caller)))
     monkeypatch.setattr(trampoline, "get_mutant_under_test", lambda: "metrics.aupro.x_f__mutmut_3")
     monkeypatch.setattr(trampoline, "record_trampoline_hit", stats.record_trampoline_hit)
+    for name in ("load_stats", "save_stats"):  # the shim wraps them: restore the originals afterwards
+        monkeypatch.setattr(stats, name, getattr(stats, name))
     monkeypatch.setenv("ADSUITE_MUTATE", "1")
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the shim adds an import hook: drop it afterwards
     spec = importlib.util.spec_from_file_location("adsuite_mutation_shim", REPO / "tests/mutation/sitecustomize.py")
@@ -102,3 +104,35 @@ def test_shim_patches_lightning_only_when_it_is_imported(monkeypatch: pytest.Mon
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module._get_init_args.__qualname__.endswith("_accept_mutmut_constructors.<locals>._get_init_args")
+
+
+def test_shim_widens_each_function_to_the_whole_files_of_its_tests() -> None:
+    from tests.mutation.sitecustomize import widen_to_test_files
+
+    a, b, c = "tests/m/test_a.py", "tests/m/test_b.py", "tests/m/test_c.py"
+    mapping = {"f": {f"{a}::t1"}, "g": {f"{b}::t3[x]", f"{c}::t5"}, "h": set()}
+    everything = [f"{a}::t1", f"{a}::t2", f"{b}::t3[x]", f"{b}::t3[y]", f"{b}::t4", f"{c}::t5", "tests/m/test_d.py::t6"]
+    widen_to_test_files(mapping, everything)
+    assert mapping == {"f": {f"{a}::t1", f"{a}::t2"},
+                       "g": {f"{b}::t3[x]", f"{b}::t3[y]", f"{b}::t4", f"{c}::t5"}, "h": set()}
+    widen_to_test_files(mapping, everything)
+    assert mapping["f"] == {f"{a}::t1", f"{a}::t2"}, "idempotent"
+
+
+def test_shim_widens_the_stats_mutmut_loads_and_saves(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from mutmut import stats
+
+    for name in ("load_stats", "save_stats"):
+        monkeypatch.setattr(stats, name, getattr(stats, name))
+    monkeypatch.setenv("ADSUITE_MUTATE", "1")
+    _load_shim(monkeypatch)
+    state = stats.state()
+    monkeypatch.setattr(state, "tests_by_mangled_function_name", {"f": {"tests/x/test_a.py::t1"}})
+    monkeypatch.setattr(state, "duration_by_test", {"tests/x/test_a.py::t1": 0.1, "tests/x/test_a.py::t2": 0.2})
+    saved = []
+    monkeypatch.setattr(stats.json, "dump", lambda data, *_a, **_k: saved.append(data))
+    monkeypatch.setattr(stats, "config", lambda: type("C", (), {"config_fingerprint": staticmethod(dict)})())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mutants").mkdir()
+    stats.save_stats()
+    assert sorted(saved[0]["tests_by_mangled_function_name"]["f"]) == ["tests/x/test_a.py::t1", "tests/x/test_a.py::t2"]

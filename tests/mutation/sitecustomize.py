@@ -11,6 +11,25 @@ does nothing when mutmut is not installed or not running.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
+
+
+def widen_to_test_files(tests_by_function: dict[str, set[str]], all_tests: Iterable[str]) -> None:
+    """Map each mutated function to every test of each test file that reached it (in place).
+
+    mutmut runs, for a mutant, only the tests that called its function during the stats run. A
+    module-scoped fixture calls the code once, inside the first test that asks for it, so every later
+    test of that file, which checks the fixture's values, is never run against the mutant: a mutant
+    the suite kills (``forward`` scoring the wrong token, say) is reported as surviving. Every
+    module-scoped fixture lives in one test file (or its folder's conftest), so running the whole
+    file of any test that reached the function closes the gap.
+    """
+    by_file: dict[str, set[str]] = {}
+    for test in {*all_tests, *(t for tests in tests_by_function.values() for t in tests)}:
+        by_file.setdefault(test.split("::", 1)[0], set()).add(test)
+    for tests in tests_by_function.values():
+        tests.update(*(by_file[test.split("::", 1)[0]] for test in list(tests)))
+
 
 if "MUTANT_UNDER_TEST" in os.environ or os.environ.get("ADSUITE_MUTATE") == "1":
     try:
@@ -35,6 +54,20 @@ if "MUTANT_UNDER_TEST" in os.environ or os.environ.get("ADSUITE_MUTATE") == "1":
 
         _trampoline.get_mutant_under_test = _mutant_under_test
         _trampoline.record_trampoline_hit = _record_hit
+
+        # mutmut binds these names when its __main__ runs (after this file), so the wrapped ones are used.
+        _load, _save = _stats.load_stats, _stats.save_stats
+
+        def _load_stats() -> bool:
+            loaded = _load()
+            widen_to_test_files(_stats.state().tests_by_mangled_function_name, _stats.state().duration_by_test)
+            return loaded
+
+        def _save_stats() -> None:
+            widen_to_test_files(_stats.state().tests_by_mangled_function_name, _stats.state().duration_by_test)
+            _save()
+
+        _stats.load_stats, _stats.save_stats = _load_stats, _save_stats
 
 
 class _FrameNamedInit:
