@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
 
 from src.methods.fbclip import FBCLIP
-from src.methods.fbclip.release import convert_release_state, map_release_name
+from src.methods.fbclip.release import convert_release_state, load_release_checkpoint, map_release_name
 
 
 def release_like_checkpoint(C: int, W: int, D: int, n_ctx: int = 12) -> dict:
@@ -118,3 +120,64 @@ def test_read_release_checkpoint_numpy_scalar_names(tmp_path, numpy_module):
     assert out["epoch"] == 2 and torch.equal(out["w"], torch.arange(3.0))
     assert float(out["loss"]) == 0.25 and isinstance(out["loss"], np.float64)
 
+
+
+class NotAllowListed:
+    """A pickled class ``weights_only`` loading must refuse (what an untrusted file could carry)."""
+
+
+def test_read_release_checkpoint_refuses_arbitrary_objects_and_names_the_file(tmp_path):
+    from src.methods.fbclip.release import read_release_checkpoint
+
+    path = tmp_path / "evil.pth"
+    torch.save({"w": torch.zeros(1), "obj": NotAllowListed()}, path)
+    with pytest.raises(RuntimeError, match=rf"^could not read release checkpoint {re.escape(str(path))}: "):
+        read_release_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match=rf"^release_checkpoint={re.escape(repr(str(tmp_path / 'x')))} "
+                                                r"does not exist$"):
+        read_release_checkpoint(tmp_path / "x")
+
+
+def test_release_errors_name_the_entry_and_the_missing_parameters(tmp_path):
+    with pytest.raises(KeyError, match=r"release checkpoint has no 'prompt_learner' entry \(found "
+                                       r"\['model_trainable_params'\]\); expected the dict saved by the "
+                                       r"release's cross_domain_test.py"):
+        convert_release_state({"model_trainable_params": {}})
+    module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4])
+    bb = module.model.backbone
+    ckpt = release_like_checkpoint(bb.width, bb.text_width, bb.embed_dim)
+    del ckpt["model_trainable_params"]["token_selector.2.bias"]
+    path = tmp_path / "partial.pth"
+    torch.save(ckpt, path)
+    with pytest.raises(KeyError, match=rf"release checkpoint {re.escape(str(path))} lacks trainable parameters "
+                                       r"\['text_fusion\.selector\.2\.bias'\]"):
+        load_release_checkpoint(module.model, path)
+
+
+def test_release_entries_the_model_lacks_are_named(tmp_path, monkeypatch):
+    from src.methods.fbclip import release
+
+    module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4])
+    bb = module.model.backbone
+    path = tmp_path / "ckpt.pth"
+    torch.save(release_like_checkpoint(bb.width, bb.text_width, bb.embed_dim), path)
+    real = release.map_release_name
+    monkeypatch.setattr(release, "map_release_name",
+                        lambda name, source: "no.such.parameter" if name == "fusion_weight" else real(name, source))
+    with pytest.raises(KeyError, match=r"release parameter maps to 'no\.such\.parameter', which this model does "
+                                       r"not have"):
+        load_release_checkpoint(module.model, path)
+
+
+def test_ignored_entries_are_named_by_their_release_source(tmp_path):
+    module = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4])
+    bb = module.model.backbone
+    path = tmp_path / "ckpt.pth"
+    torch.save(release_like_checkpoint(bb.width, bb.text_width, bb.embed_dim), path)
+    with pytest.warns(UserWarning, match=r"ignored \d+ entries"):
+        loaded = FBCLIP(backbone="tiny-vit", pretrained="none", image_size=32, layers=[1, 2, 4],
+                        release_checkpoint=str(path))
+    assert "model.gate_network.0.weight" in loaded.release_ignored
+    assert "prompt_learner.compound_prompts_text.0" in loaded.release_ignored
+    assert loaded.results_meta()["loaded_weights"] == str(path)
+    assert "loaded_weights" not in module.results_meta()
