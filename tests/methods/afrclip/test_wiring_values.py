@@ -107,3 +107,13 @@ def test_cached_imagenet_files_are_torchvisions_names_default_first(arch: str, e
     assert len({f.name for f in files}) == len(files) == len(list(enum))
     assert all(re.fullmatch(r"[a-z0-9_]+-[0-9a-f]+\.pth", f.name) for f in files)
 
+
+
+def test_self_prompting_errors_name_what_is_missing() -> None:
+    from src.methods.afrclip.sp import SelfPrompting
+
+    with pytest.raises(ValueError, match=r"^SelfPrompting with P_v needs the source feature of each image$"):
+        SelfPrompting(8, num_prompts=2, source_dim=4)(None, 3)
+    with pytest.raises(ValueError, match=r"^sp_num_prompts must be >= 1, got 0$"):
+        SelfPrompting(8, num_prompts=0, source_dim=4)
+    assert SelfPrompting(8, num_prompts=2, source_dim=4, use_pv=False)(None, 3).shape == (3, 2, 8)
