@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from src.methods.fbclip.background import (
@@ -44,3 +45,22 @@ def test_prototype_and_subtraction_by_hand():
         assert torch.allclose(out[0, i], 0.5 * z[0, i] + 0.5 * (1 - s) * (z[0, i] - b[0]), atol=1e-6)
     # A token equal to the prototype keeps half of itself.
     assert torch.allclose(subtract_background(b[:, None], b), 0.5 * b[:, None])
+
+
+def test_scored_bank_takes_cls_and_the_lowest_scores_ties_by_index() -> None:
+    from src.methods.fbclip.background import background_bank
+
+    tokens = [torch.arange(2 * 9 * 3, dtype=torch.float32).reshape(2, 9, 3) + 100 * s for s in range(2)]
+    scores = [torch.tensor([[0.5, 0.1, 0.1, 0.9, 0.1, 0.3, 0.1, 0.7], [0.2, 0.2, 0.2, 0.2, 0.0, 0.2, 0.2, 0.2]]),
+              torch.tensor([[0.3, 0.2, 0.1, 0.0, 0.4, 0.5, 0.6, 0.7], [0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2]])]
+    bank = background_bank(tokens, "half", scores)
+    rows = 9 // 2  # CLS and the 3 lowest-scoring of 8 patches, per set
+    assert bank.shape == (2, 2 * rows, 3)
+    for b in range(2):
+        expected = []
+        for s in range(2):
+            patches = sorted(range(8), key=lambda j, s=s, b=b: (float(scores[s][b, j]), j))[: rows - 1]
+            expected += [tokens[s][b, 0]] + [tokens[s][b, 1 + j] for j in patches]
+        assert torch.equal(bank[b], torch.stack(expected)), b
+    with pytest.raises(ValueError, match=r"^bg_bank='quarter' is not known; valid: \['half', 'full'\]$"):
+        background_bank(tokens, "quarter", scores)

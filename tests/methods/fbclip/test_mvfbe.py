@@ -144,3 +144,17 @@ def test_views_validation():
 def test_cos_zero_vector_convention():
     # The spec: cos of a zero vector (a pad) with CLS is 0 (F.normalize keeps it at 0).
     assert float((F.normalize(torch.zeros(3), dim=0) * torch.ones(3)).sum()) == 0.0
+
+
+def test_foreground_score_keeps_the_input_precision() -> None:
+    """A float64 run (as the references use) must smooth in float64, not fail on a float32 kernel."""
+    from src.methods.fbclip.mvfbe import foreground_score
+
+    g = torch.Generator().manual_seed(4)
+    tokens, prev = torch.randn(2, 1 + 12, 6, generator=g), torch.randn(2, 1 + 12, 6, generator=g)
+    single = foreground_score(tokens, prev)
+    double = foreground_score(tokens.double(), prev.double())
+    assert double.dtype == torch.float64
+    torch.testing.assert_close(double.float(), single, atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match=r"^indicator_weights needs 4 values \(S, D, I, T\), got \[1\.0, 2\.0\]$"):
+        foreground_score(tokens, prev, weights=(1.0, 2.0))
