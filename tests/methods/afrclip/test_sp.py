@@ -22,6 +22,38 @@ def test_plan_for_the_paper_taps():
     assert prompt_plan([6, 12, 18, 24], [1], "append", 24, drop_after_last_stage=True)[7] == "drop"
 
 
+def test_plan_of_a_later_stage_alone_and_drops_only_before_an_existing_block():
+    # stage 2 of taps (6, 12, 18, 24) is blocks 7..12 and nothing before it
+    assert prompt_plan([6, 12, 18, 24], [2], "append", 24) == {7: "append", 8: "replace", 9: "replace",
+                                                                10: "replace", 11: "replace", 12: "replace"}
+    assert prompt_plan([2, 4, 6, 8], [3], "overwrite", 8) == {5: "replace", 6: "replace"}
+    # the last prompted block is the ViT's last: there is no block after it to drop the prompts before
+    assert prompt_plan([2, 4], [2], "append", 4, drop_after_last_stage=True) == {3: "append", 4: "replace"}
+    assert prompt_plan([2, 4], [2], "append", 5, drop_after_last_stage=True) == {3: "append", 4: "replace",
+                                                                                  5: "drop"}
+
+
+def test_self_prompting_defaults_and_its_own_seeds():
+    from src.seeding import module_seed
+
+    sp = SelfPrompting(width=8)
+    assert sp.num_prompts == 5 and len(sp.pv) == 5 and sp.pl.shape == (5, 8) and sp.width == 8
+    assert all(lin.in_features == 1536 and lin.out_features == 8 for lin in sp.pv)
+    assert SelfPrompting(width=8, num_prompts=1, source_dim=4).pl.shape == (1, 8)  # one prompt is allowed
+    torch.manual_seed(99)  # the run seed: the blocks' seeds derive from it and their own labels
+    with module_seed("afr.sp.pv"):
+        pv = torch.nn.ModuleList(torch.nn.Linear(4, 8) for _ in range(2))
+    with module_seed("afr.sp.pl"):
+        pl = torch.randn(2, 8) * 0.02
+    torch.randn(7)  # draws made before the module is built must not change its start
+    built = SelfPrompting(width=8, num_prompts=2, source_dim=4)
+    assert all(torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias) for a, b in zip(built.pv, pv))
+    assert torch.equal(built.pl, pl)
+    with pytest.raises(ValueError, match=r"^SelfPrompting needs P_v or P_l; with neither, SP is off "
+                                         r"\(use_sp=false\)\.$"):
+        SelfPrompting(width=8, use_pv=False, use_pl=False)
+
+
 @pytest.mark.parametrize("stages", [[], [0], [5]])
 def test_plan_rejects_bad_stages(stages):
     with pytest.raises(ValueError, match="sp_stages"):
