@@ -117,3 +117,9 @@ def test_self_prompting_errors_name_what_is_missing() -> None:
     with pytest.raises(ValueError, match=r"^sp_num_prompts must be >= 1, got 0$"):
         SelfPrompting(8, num_prompts=0, source_dim=4)
     assert SelfPrompting(8, num_prompts=2, source_dim=4, use_pv=False)(None, 3).shape == (3, 2, 8)
+
+
+def test_cmfr_describes_its_gate() -> None:
+    from src.methods.afrclip.cmfr import CMFR
+
+    assert "dim=4, gate='scalar'" in repr(CMFR(4, gate="scalar")) and "gate='vector'" in repr(CMFR(6))
