@@ -67,3 +67,32 @@ def test_every_value_is_passed_on(calls: dict) -> None:
         "weights_cache_dir": "/w"})
     assert calls["model"] == ("clip", {**changed, "heads": 4, "head_dim": 16})
     assert module.postprocess.sigma == 2.5 and module.image_score_from_map is True
+
+
+def test_torch_model_defaults_are_the_releases(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from src.methods.fbclip import torch_model as tm
+
+    calls: dict = {}
+
+    def recorder(name: str):  # noqa: ANN202
+        def build(*args):  # noqa: ANN002, ANN202
+            calls[name] = args
+            return torch.nn.Linear(1, 1)
+        return build
+
+    for name in ("PromptLearner", "TextFusion", "FBAttention"):
+        monkeypatch.setattr(tm, name, recorder(name))
+    clip = SimpleNamespace(width=16, text_width=12, embed_dim=8, _check_layers=lambda layers: None)
+    model = tm.FBCLIPModel(clip)
+    assert calls == {"PromptLearner": (clip, 12, "released", 0), "TextFusion": (12, 8, ("gp", "attn", "eot")),
+                     "FBAttention": (16, 8, 64)}
+    assert model.layers == (1, 6, 12, 18, 24) and tuple(model.views) == ("id", "sem", "spa")
+    assert model.use_fb_attention is True and model.plain_proj_norm == "ln_post"
+    assert model.background_subtraction is True and (model.bg_bank, model.bg_candidates) == ("half", "index")
+    assert model.indicator_weights == (0.3, 0.3, 0.3, 0.1) and model.soft_mask_values == (0.5, 1.0)
+    assert (model.mask_threshold, model.sem_alpha, model.temperature) == (0.5, 0.6, 0.07)
+    assert model.activation_checkpointing is False
+    assert model.scr_args == {"tau": 0.07, "margin": 1.0, "weight": 0.15, "w_entropy": 1.0, "w_margin": 0.5}
+    torch.testing.assert_close(model.layer_weights.detach(), torch.full((6,), 1 / 6))
