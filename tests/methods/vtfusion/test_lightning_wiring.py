@@ -1,0 +1,61 @@
+"""``VTFusion`` (the Lightning side): the paper defaults and every changed value reach the model,
+the loss weights, the optimiser settings and the shared post-processing (the model is a stand-in
+that records what it was given)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.methods.vtfusion import VTFusion
+from src.methods.vtfusion import lightning_model as lm
+
+PAPER_MODEL_ARGS = {
+    "backbone": "ViT-B-16-plus-240", "pretrained": "laion400m_e31", "image_size": 240, "layers": (3, 6, 9, 12),
+    "pos_embed_mode": "bicubic_once", "linear_init": "clip", "adaptor": "coordconv", "vision_topk": 1,
+    "hinge_topk": 1, "distance": "euclidean", "r": 1e-5, "learnable_r": False, "alpha": 0.1, "use_ate": True,
+    "use_aie": True, "use_mpf": True, "sam_output": "attended", "fusion_dim": 32, "seg_width": 128,
+    "seg_bins": (60, 30, 15, 8), "seg_upsample": 4, "prompt_set": "ensemble", "add_normal_state": False,
+    "logit_scale": 100.0,
+}
+
+
+@pytest.fixture
+def seen(monkeypatch: pytest.MonkeyPatch) -> list:
+    calls: list = []
+    monkeypatch.setattr(lm, "VTFusionModel", lambda **kwargs: calls.append(kwargs) or torch.nn.Linear(1, 1))
+    return calls
+
+
+def test_paper_defaults(seen: list) -> None:
+    module = VTFusion()
+    assert seen == [PAPER_MODEL_ARGS]
+    hp = module.hparams
+    assert (hp.lambda_seg, hp.nu, hp.mix_prob) == (40.0, 1e-3, 0.5)
+    assert (hp.lr_aie, hp.lr_other, hp.weight_decay, hp.amsgrad) == (1e-3, 1e-4, 1e-5, True)
+    assert module.postprocess.sigma == 4.0 and module.image_score_from_map is False and module.category is None
+
+
+def test_every_value_is_passed_on(seen: list) -> None:
+    changed = {
+        "backbone": "tiny-vit", "pretrained": "none", "image_size": 32, "pos_embed_mode": "bilinear_per_forward",
+        "linear_init": "random", "adaptor": "conv3x3", "vision_topk": 3, "hinge_topk": 2, "distance": "squared",
+        "r": 0.5, "learnable_r": True, "alpha": 0.3, "use_ate": False, "use_aie": False, "use_mpf": False,
+        "sam_output": "attention_matrix", "fusion_dim": 8, "seg_width": 16, "seg_upsample": 2, "prompt_set": "pair",
+        "add_normal_state": True, "logit_scale": 10.0,
+    }
+    module = VTFusion(**changed, layers=[1, 2], seg_bins=[4, 2], eval_sigma=1.5, image_score_after_smoothing=True,
+                      category="bottle", lambda_seg=3.0, nu=0.5, mix_prob=0.25)
+    assert seen == [{**changed, "layers": (1, 2), "seg_bins": (4, 2)}]
+    assert module.postprocess.sigma == 1.5 and module.image_score_from_map is True and module.category == "bottle"
+    assert (module.hparams.lambda_seg, module.hparams.nu, module.hparams.mix_prob) == (3.0, 0.5, 0.25)
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"nu": 0.0}, r"^nu must be > 0 \(NFC/AFS are divided by it\), got 0\.0$"),
+    ({"mix_prob": 1.5}, r"^mix_prob must be in \[0, 1\], got 1\.5$"),
+])
+def test_bad_loss_settings_are_refused(seen: list, kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        VTFusion(**kwargs)
+    assert seen == []
