@@ -96,3 +96,46 @@ def test_torch_model_defaults_are_the_releases(monkeypatch: pytest.MonkeyPatch) 
     assert model.activation_checkpointing is False
     assert model.scr_args == {"tau": 0.07, "margin": 1.0, "weight": 0.15, "w_entropy": 1.0, "w_margin": 0.5}
     torch.testing.assert_close(model.layer_weights.detach(), torch.full((6,), 1 / 6))
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"bg_candidates": "random"}, r"^bg_candidates='random' is not known; valid: \['index', 'score'\]$"),
+    ({"soft_mask_values": [0.5]}, r"^soft_mask_values needs \(background, foreground\), got \[0\.5\]$"),
+    ({"indicator_weights": [1, 2]}, r"^indicator_weights needs 4 values \(S, D, I, T\), got \[1, 2\]$"),
+    ({"layers": [1, 2, 3], "layer_weight_count": 2}, r"^layer_weight_count=2 must be >= the number of layers \(3\)$"),
+])
+def test_torch_model_refuses_bad_settings_by_name(kwargs: dict, message: str) -> None:
+    from types import SimpleNamespace
+
+    from src.methods.fbclip import torch_model as tm
+
+    clip = SimpleNamespace(width=16, text_width=12, embed_dim=8, _check_layers=lambda layers: None)
+    with pytest.raises(ValueError, match=message):
+        tm.FBCLIPModel(clip, **kwargs)
+
+
+def test_as_many_layer_weights_as_layers_is_allowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from src.methods.fbclip import torch_model as tm
+
+    for name in ("PromptLearner", "TextFusion", "FBAttention"):
+        monkeypatch.setattr(tm, name, lambda *args: torch.nn.Linear(1, 1))
+    clip = SimpleNamespace(width=16, text_width=12, embed_dim=8, _check_layers=lambda layers: None)
+    assert tm.FBCLIPModel(clip, layers=[1, 2, 3], layer_weight_count=3).layer_weights.shape == (3,)
+
+
+def test_prompt_learner_defaults_and_limits() -> None:
+    from src.backbone import CLIPBackbone
+    from src.methods.fbclip.mstff import check_strategies
+    from src.methods.fbclip.prompt_learner import PromptLearner
+
+    clip = CLIPBackbone("tiny-vit", "none", image_size=32)
+    one = PromptLearner(clip, n_ctx=1, deep_prompt_depth=2)  # one context token is allowed
+    assert one.ctx_normal.shape == (1, clip.text_width)
+    assert [tuple(p.shape) for p in one.deep_prompts] == [(4, clip.text_width)]  # 4 tokens per deep layer
+    with pytest.raises(ValueError, match=r"^n_ctx must be >= 1, got 0$"):
+        PromptLearner(clip, n_ctx=0)
+    with pytest.raises(ValueError, match=r"^text_strategies=\['eot', 'eot'\] must be a non-empty subset of "
+                                         r"\['gp', 'attn', 'eot'\] without repeats$"):
+        check_strategies(["eot", "eot"])
