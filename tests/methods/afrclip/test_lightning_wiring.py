@@ -68,3 +68,45 @@ def test_torch_model_defaults_are_the_papers(monkeypatch: pytest.MonkeyPatch) ->
     assert model.mpfa.kernel == 3 and model.mpfa.grid_size == (37, 37)
     assert len(model.cmfr) == 1 and model.cmfr[0].gate == "vector" and model.cmfr[0].dim == 8
     assert len(model.stage_adapters.linears) == 4
+
+
+def test_torch_model_blocks_start_from_their_own_labels(monkeypatch: pytest.MonkeyPatch) -> None:
+    from src.methods.afrclip.adapters import StageAdapters, TextAdapter
+    from src.methods.afrclip.cmfr import CMFR
+    from src.methods.afrclip.sp import SelfPrompting
+    from src.seeding import module_seed
+
+    calls = {}
+
+    def backbone(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls["backbone"] = kwargs
+        return SimpleNamespace(width=16, embed_dim=8, num_layers=4, grid_size=(2, 2), _check_layers=lambda x: None)
+
+    def cnn(*args):  # noqa: ANN002, ANN202 - records the generator state it was built under
+        calls["cnn_draw"] = torch.rand(1)
+        return torch.nn.Identity()
+
+    monkeypatch.setattr(tm, "CLIPBackbone", backbone)
+    monkeypatch.setattr(tm, "CNNFeatures", cnn)
+    torch.manual_seed(11)
+    with module_seed("afr.sp_cnn"):
+        cnn_draw = torch.rand(1)
+    with module_seed("afr.sp"):
+        sp = SelfPrompting(16, 5, 384)  # resnet18: 128 + 256 channels
+    with module_seed("afr.stage_adapters"):
+        adapters = StageAdapters(2, 16, 8)
+    with module_seed("afr.text_adapter"):
+        text = TextAdapter(8)
+    with module_seed("afr.cmfr"):
+        cmfr = CMFR(8)
+    torch.manual_seed(11)
+    torch.randn(3)
+    model = tm.AFRCLIPModel(layers=[2, 4], sp_source="resnet18", weights_cache_dir="/cache")
+    assert calls["backbone"]["weights_cache_dir"] == "/cache" and torch.equal(calls["cnn_draw"], cnn_draw)
+    for ours, theirs in ((model.sp, sp), (model.stage_adapters, adapters), (model.text_adapter, text),
+                         (model.cmfr[0], cmfr)):
+        for (name, a), (_, b) in zip(ours.state_dict().items(), theirs.state_dict().items(), strict=True):
+            assert torch.equal(a, b), name
+    assert tm.AFRCLIPModel(layers=[2, 4], use_sp=False).plan == {}
+    with pytest.raises(ValueError, match="prototypes"):
+        tm.AFRCLIPModel(layers=[2, 4], prototypes="generic")
