@@ -158,3 +158,24 @@ def test_foreground_score_keeps_the_input_precision() -> None:
     torch.testing.assert_close(double.float(), single, atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match=r"^indicator_weights needs 4 values \(S, D, I, T\), got \[1\.0, 2\.0\]$"):
         foreground_score(tokens, prev, weights=(1.0, 2.0))
+
+
+@pytest.mark.parametrize(("grid", "p_values"), [
+    ((3, 3), [0.3, 0, 0, 0, 0, 0, 0, 0, 0]),  # zero-weight tokens; foreground windows summing to 0.3 < 1
+    ((5, 5), [1.0] * 12 + [0.7] + [1.0] * 12),  # the centre window has no pads: its background sums to 0.3
+])
+def test_spa_with_zero_weights_and_window_sums_below_one(grid, p_values):
+    torch.manual_seed(6)
+    tokens = torch.randn(1, 1 + len(p_values), 4, dtype=torch.float64)
+    p = torch.tensor([p_values], dtype=torch.float64)
+    out = spatial_view(tokens, p, grid)[0]
+    assert torch.allclose(out, _spa_by_hand(tokens, p, *grid), atol=1e-10)
+
+
+def test_view_errors_name_the_problem():
+    from src.methods.fbclip.mvfbe import build_views
+
+    with pytest.raises(ValueError, match=r"^SPA view: 8 patch tokens do not form the 3x3 grid$"):
+        spatial_view(torch.zeros(1, 9, 4), torch.ones(1, 8), (3, 3))
+    with pytest.raises(ValueError, match=r"^unknown view 'foo'; valid: \['id', 'sem', 'spa'\]$"):
+        build_views(torch.zeros(1, 10, 4), torch.ones(1, 9), ["foo"], (3, 3))
