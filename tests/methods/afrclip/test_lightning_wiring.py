@@ -110,3 +110,9 @@ def test_torch_model_blocks_start_from_their_own_labels(monkeypatch: pytest.Monk
     assert tm.AFRCLIPModel(layers=[2, 4], use_sp=False).plan == {}
     with pytest.raises(ValueError, match="prototypes"):
         tm.AFRCLIPModel(layers=[2, 4], prototypes="generic")
+
+
+def test_bad_betas_are_refused_by_their_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lm, "AFRCLIPModel", lambda **kwargs: torch.nn.Linear(1, 1))
+    with pytest.raises(ValueError, match=r"^betas must be two numbers \(Adam's beta1, beta2\), got \[0\.9\]$"):
+        AFRCLIP(betas=[0.9])

@@ -143,6 +143,20 @@ def test_cnn_weights_resolution_never_downloads(tmp_path, monkeypatch):
     assert resolve_cnn_weights("resnet18", "imagenet") == str(cached)
 
 
+def test_rehearsal_swaps_the_cnn_weights_for_random_with_a_notice(tmp_path, monkeypatch, capsys):
+    # make rehearse keeps the CNN's architecture on random weights, and says so on stderr, even where
+    # the cached ImageNet file exists ('none' needs no notice: it asked for random weights).
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    cached = sp_module._cached_imagenet_files("resnet18")[0]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"")
+    monkeypatch.setenv("ADSUITE_REHEARSAL", "1")
+    assert resolve_cnn_weights("resnet18", "none") is None
+    assert capsys.readouterr().err == ""
+    assert resolve_cnn_weights("resnet18", "imagenet") is None
+    assert capsys.readouterr().err == "REHEARSAL: SP CNN resnet18 on random weights instead of 'imagenet'\n"
+
+
 def test_cnn_loads_a_local_state_dict_and_stays_frozen(tmp_path):
     import torchvision
 
