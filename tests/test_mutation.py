@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import glob
 import importlib.util
+import json
+import os
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from lightning.pytorch.core.mixins import HyperparametersMixin
@@ -46,6 +49,7 @@ def test_shim_maps_mutant_names_onto_the_src_package(monkeypatch: pytest.MonkeyP
     for name in ("load_stats", "save_stats"):  # the shim wraps them: restore the originals afterwards
         monkeypatch.setattr(stats, name, getattr(stats, name))
     monkeypatch.setenv("ADSUITE_MUTATE", "1")
+    monkeypatch.delenv("PYTEST_PLUGINS", raising=False)  # the shim sets it: restored afterwards
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))  # the shim adds an import hook: drop it afterwards
     spec = importlib.util.spec_from_file_location("adsuite_mutation_shim", REPO / "tests/mutation/sitecustomize.py")
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
@@ -59,6 +63,7 @@ def test_shim_maps_mutant_names_onto_the_src_package(monkeypatch: pytest.MonkeyP
 
 
 def _load_shim(monkeypatch: pytest.MonkeyPatch):  # noqa: ANN202 - the shim module
+    monkeypatch.delenv("PYTEST_PLUGINS", raising=False)
     monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
     spec = importlib.util.spec_from_file_location("adsuite_mutation_shim", REPO / "tests/mutation/sitecustomize.py")
     module = importlib.util.module_from_spec(spec)
@@ -136,3 +141,40 @@ def test_shim_widens_the_stats_mutmut_loads_and_saves(monkeypatch: pytest.Monkey
     (tmp_path / "mutants").mkdir()
     stats.save_stats()
     assert sorted(saved[0]["tests_by_mangled_function_name"]["f"]) == ["tests/x/test_a.py::t1", "tests/x/test_a.py::t2"]
+
+
+def test_shim_loads_the_order_plugin_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ADSUITE_MUTATE", "1")
+    _load_shim(monkeypatch)
+    assert os.environ["PYTEST_PLUGINS"] == "order_plugin"
+    monkeypatch.setenv("PYTEST_PLUGINS", "other")
+    monkeypatch.setattr(sys, "meta_path", list(sys.meta_path))
+    spec = importlib.util.spec_from_file_location("adsuite_mutation_shim", REPO / "tests/mutation/sitecustomize.py")
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert os.environ["PYTEST_PLUGINS"] == "other,order_plugin"
+
+
+def _items(*node_ids: str) -> list[SimpleNamespace]:
+    return [SimpleNamespace(nodeid=node) for node in node_ids]
+
+
+def test_order_plugin_puts_value_files_first_then_cheap_files_keeping_each_file_together(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.mutation import order_plugin
+
+    a, v, w, z = "t/test_aie.py", "t/test_values_model.py", "t/test_das_values.py", "t/test_zoo.py"
+    nodes = [f"{a}::x", f"{a}::y", f"{v}::p", f"{w}::q", f"{w}::r", f"{z}::s"]
+    durations = {f"{a}::x": 1.0, f"{a}::y": 2.5, f"{v}::p": 9.0, f"{w}::q": 0.5, f"{w}::r": 0.25, f"{z}::s": 3.0}
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps({"duration_by_test": durations}))
+    monkeypatch.chdir(tmp_path)
+    assert order_plugin.file_rank(nodes, durations) == {a: (1, 3.5, a), v: (0, 9.0, v), w: (0, 0.75, w), z: (1, 3.0, z)}
+    monkeypatch.setenv("MUTANT_UNDER_TEST", "src.methods.vtfusion.aie.x_f__mutmut_1")
+    items = _items(*nodes)
+    order_plugin.pytest_collection_modifyitems(items)
+    assert [i.nodeid for i in items] == [f"{w}::q", f"{w}::r", f"{v}::p", f"{z}::s", f"{a}::x", f"{a}::y"]
+    for special in ("stats", "", "fail", "list_all_tests"):  # mutmut's own runs keep pytest's order
+        monkeypatch.setenv("MUTANT_UNDER_TEST", special)
+        items = _items(*nodes)
+        order_plugin.pytest_collection_modifyitems(items)
+        assert [i.nodeid for i in items] == nodes

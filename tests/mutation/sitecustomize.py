@@ -32,6 +32,9 @@ def widen_to_test_files(tests_by_function: dict[str, set[str]], all_tests: Itera
 
 
 if "MUTANT_UNDER_TEST" in os.environ or os.environ.get("ADSUITE_MUTATE") == "1":
+    # Value-pinned test files first against each mutant (order_plugin.py): same verdicts, sooner.
+    if "order_plugin" not in os.environ.get("PYTEST_PLUGINS", "").split(","):
+        os.environ["PYTEST_PLUGINS"] = ",".join(filter(None, [os.environ.get("PYTEST_PLUGINS"), "order_plugin"]))
     try:
         from mutmut import stats as _stats
         from mutmut.mutation import trampoline as _trampoline

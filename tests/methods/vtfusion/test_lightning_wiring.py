@@ -4,6 +4,8 @@ that records what it was given)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -59,3 +61,63 @@ def test_bad_loss_settings_are_refused(seen: list, kwargs: dict, message: str) -
     with pytest.raises(ValueError, match=message):
         VTFusion(**kwargs)
     assert seen == []
+
+
+class _StandIn(torch.nn.Module):
+    """What the Lightning side reads from ``VTFusionModel``: ``r``, ``prepared`` and one weight."""
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003 - the constructor arguments, ignored
+        super().__init__()
+        self.r = torch.nn.Parameter(torch.tensor(0.25))
+        self.weight = torch.nn.Parameter(torch.zeros(3))
+        self.register_buffer("prepared", torch.zeros(2, dtype=torch.bool))
+
+
+@pytest.fixture
+def stand_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lm, "VTFusionModel", _StandIn)
+
+
+@pytest.mark.parametrize(("after_smoothing", "score"), [(False, "max_raw_map"), (True, "max_smoothed_map")])
+def test_results_meta_by_value(stand_in: None, after_smoothing: bool, score: str) -> None:
+    module = VTFusion(category="bottle", lambda_seg=3.0, nu=0.5, alpha=0.3, use_ate=False, use_aie=True,
+                      use_mpf=False, image_score_after_smoothing=after_smoothing)
+    module.shot_paths = ["/d/bottle/train/good/000.png", "/d/bottle/train/good/001.png"]
+    assert module.results_meta() == {
+        "method": "vtfusion", "trainable_params": 4, "category": "bottle", "k_shot": 2,
+        "shots": ["/d/bottle/train/good/000.png", "/d/bottle/train/good/001.png"], "lambda_seg": 3.0, "nu": 0.5,
+        "r": 0.25, "alpha": 0.3, "use_ate": False, "use_aie": True, "use_mpf": False, "image_score": score,
+    }
+
+
+def test_fit_start_prepares_a_fresh_model_and_checks_a_restored_one(stand_in: None) -> None:
+    module = VTFusion(category="bottle")
+    prepared = []
+    module.prepare_category = prepared.append
+    data = SimpleNamespace(categories=["screw"])
+    module._trainer = SimpleNamespace(datamodule=data)
+    module.on_fit_start()
+    assert prepared == [data]
+    module.model.prepared.fill_(True)
+    with pytest.raises(ValueError, match=r"category 'bottle' but the datamodule selects \['screw'\]"):
+        module.on_fit_start()
+    for restored_ok in (SimpleNamespace(), SimpleNamespace(categories=None), SimpleNamespace(categories=["bottle"])):
+        module._trainer = SimpleNamespace(datamodule=restored_ok)  # no category list: nothing to check against
+        module.on_fit_start()
+    assert prepared == [data]
+
+
+def test_checkpoint_keeps_category_and_shots_and_an_older_one_keeps_the_configured_values(stand_in: None) -> None:
+    module = VTFusion(category="bottle")
+    module.shot_paths = ["/d/a.png"]
+    checkpoint = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(checkpoint)
+    assert checkpoint["vtfusion"] == {"category": "bottle", "shots": ["/d/a.png"]}
+    fresh = VTFusion(category=None)
+    fresh.on_load_checkpoint(checkpoint)
+    assert (fresh.category, fresh.shot_paths) == ("bottle", ["/d/a.png"])
+    older = VTFusion(category="screw")
+    older.shot_paths = ["/d/b.png"]
+    del checkpoint["vtfusion"]
+    older.on_load_checkpoint(checkpoint)
+    assert (older.category, older.shot_paths) == ("screw", ["/d/b.png"])
