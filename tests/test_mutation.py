@@ -178,3 +178,57 @@ def test_order_plugin_puts_value_files_first_then_cheap_files_keeping_each_file_
         items = _items(*nodes)
         order_plugin.pytest_collection_modifyitems(items)
         assert [i.nodeid for i in items] == nodes
+
+
+def test_sample_takes_the_mutants_whose_number_ends_in_the_digits() -> None:
+    import fnmatch
+
+    from tests.mutation import sample
+
+    names = [f"methods.vtfusion.mpf.x_f__mutmut_{n}" for n in (1, 3, 7, 10, 13, 17, 27, 30, 103)]
+    chosen = [n for n in names if sample.in_sample(n, "37")]
+    assert [n.rpartition("_")[2] for n in chosen] == ["3", "7", "13", "17", "27", "103"]
+    assert [n for n in names if fnmatch.fnmatch(n, sample.pattern("37"))] == chosen, "mutmut selects the same"
+    assert sample.parse_digits(" 37 ") == "37"
+    for bad in ("", "3a", "33", "-1"):
+        with pytest.raises(ValueError, match=r"--sample takes distinct last digits"):
+            sample.parse_digits(bad)
+
+
+def _meta(mutants: Path, codes: dict[str, int | None]) -> None:
+    path = mutants / "src" / "m.py.meta"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"exit_code_by_key": codes}))
+
+
+def test_sampled_counts_come_from_the_sampled_records_only(tmp_path: Path) -> None:
+    from tests.mutation import sample
+
+    _meta(tmp_path, {"f__mutmut_3": 1, "f__mutmut_7": 0, "f__mutmut_13": 36, "f__mutmut_17": None,
+                     "f__mutmut_23": 33, "f__mutmut_27": 3, "f__mutmut_1": 0, "f__mutmut_2": 0, "f__mutmut_33": 99})
+    status = sample.sampled_status(tmp_path, "37")
+    assert "f__mutmut_1" not in status and status["f__mutmut_17"] == "not checked"
+    assert sample.counts(status) == {"killed": 2, "timeout": 1, "survived": 1, "no_tests": 1, "suspicious": 1,
+                                     "skipped": 0, "total": 7, "not_checked": 1}
+    assert summarise("x", sample.counts(status), [], 0.0)["judged"] == 6
+
+
+def test_a_sampled_run_names_the_pending_mutants_and_scores_the_sample(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from tests.mutation import __main__ as mutate
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(mutate, "stage", lambda package, root: tmp_path)
+    monkeypatch.setattr(mutate.subprocess, "run", lambda args, **_: calls.append(args) or SimpleNamespace(returncode=0))
+    package = PACKAGES["clip"]
+    mutate.run_package(package, tmp_path, 1, "37")  # nothing recorded yet: the pattern
+    assert calls[-1][-4:] == ["run", "--max-children", "1", "*__mutmut_*[37]"]
+    _meta(tmp_path / "mutants", {"f__mutmut_3": 1, "f__mutmut_7": None, "f__mutmut_8": None, "f__mutmut_13": 0})
+    result = mutate.run_package(package, tmp_path, 1, "37")
+    assert calls[-1][-1] == "f__mutmut_7" and calls[-1][-2] == "1", "only the sample's pending mutants, by name"
+    assert (result["judged"], result["killed"], result["survived"], result["score"]) == (2, 1, 1, 50.0)
+    assert result["survivors"] == ["f__mutmut_13"] and result["sample"] == "mutant numbers ending in 3, 7"
+    _meta(tmp_path / "mutants", {"f__mutmut_3": 1, "f__mutmut_7": 1, "f__mutmut_13": 0})
+    count = len(calls)
+    assert mutate.run_package(package, tmp_path, 1, "37")["score"] == pytest.approx(66.7)
+    assert len(calls) == count, "a finished sample runs nothing"

@@ -20,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+from tests.mutation import sample as sampled
 from tests.mutation.packages import PACKAGES, Package
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,16 +63,26 @@ def _environment() -> dict[str, str]:
     return env
 
 
-def run_package(package: Package, root: Path, children: int) -> dict:
-    """Run mutmut for one package; returns its counts, score and surviving mutants."""
+def run_package(package: Package, root: Path, children: int, sample: str | None = None) -> dict:
+    """Run mutmut for one package (or the sample of ``sample``'s last digits); its counts, score, survivors."""
     where = stage(package, root)
     mutmut = [sys.executable, "-m", "mutmut"]
     started = time.time()
-    run = subprocess.run([*mutmut, "run", "--max-children", str(children)], cwd=where, env=_environment(),
-                         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if run.returncode != 0:
-        raise SystemExit(f"mutate: mutmut failed on {package.name} (exit {run.returncode}): "
-                         f"{run.stderr.strip().splitlines()[-1:] or ['no message']}")
+    names: list[str] = []
+    if sample is not None:  # the sample's pending mutants by name, or its pattern before the first run
+        known = sampled.sampled_status(where / "mutants", sample)
+        names = [n for n, s in known.items() if s == "not checked"] if known else [sampled.pattern(sample)]
+    if sample is None or names:
+        run = subprocess.run([*mutmut, "run", "--max-children", str(children), *names], cwd=where,
+                             env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        if run.returncode != 0:
+            raise SystemExit(f"mutate: mutmut failed on {package.name} (exit {run.returncode}): "
+                             f"{run.stderr.strip().splitlines()[-1:] or ['no message']}")
+    if sample is not None:
+        status = sampled.sampled_status(where / "mutants", sample)
+        survivors = sorted(n for n, s in status.items() if s in ("survived", "no tests", "suspicious"))
+        result = summarise(package.name, sampled.counts(status), survivors, time.time() - started)
+        return {**result, "sample": f"mutant numbers ending in {', '.join(sample)}"}
     subprocess.run([*mutmut, "export-cicd-stats"], cwd=where, env=_environment(), check=True,
                    stdout=subprocess.DEVNULL)
     stats = json.loads((where / "mutants" / "mutmut-cicd-stats.json").read_text())
@@ -88,17 +99,17 @@ def summarise(name: str, stats: dict, survivors: list[str], seconds: float) -> d
     judged = caught + stats["survived"] + stats["no_tests"] + stats["suspicious"]
     return {"package": name, "killed": stats["killed"], "timeout": stats["timeout"], "survived": stats["survived"],
             "no_tests": stats["no_tests"], "suspicious": stats["suspicious"], "skipped": stats["skipped"],
-            "total": stats["total"], "score": round(100.0 * caught / judged, 1) if judged else None,
+            "total": stats["total"], "judged": judged, "score": round(100.0 * caught / judged, 1) if judged else None,
             "seconds": round(seconds, 1), "survivors": survivors}
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| package | mutants | killed | survived | no tests | score | minutes |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| package | mutants | judged | killed | survived | no tests | score | minutes |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         score = "n/a" if r["score"] is None else f"{r['score']:.1f}%"
-        lines.append(f"| {r['package']} | {r['total']} | {r['killed'] + r['timeout']} | {r['survived']} | "
-                     f"{r['no_tests']} | {score} | {r['seconds'] / 60:.1f} |")
+        lines.append(f"| {r['package']} | {r['total']} | {r['judged']} | {r['killed'] + r['timeout']} | "
+                     f"{r['survived']} | {r['no_tests']} | {score} | {r['seconds'] / 60:.1f} |")
     return "\n".join(lines)
 
 
@@ -109,7 +120,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--children", type=int, default=os.cpu_count() or 1, help="mutants tested at once")
     parser.add_argument("--stage", type=Path, default=REPO / ".mutate", help="where packages are staged")
     parser.add_argument("--out", type=Path, default=REPO / "runs" / "mutation", help="where results are written")
+    parser.add_argument("--sample", default=None,
+                        help="judge only mutants whose number ends in these digits (37: one in five)")
     args = parser.parse_args(argv)
+    if args.sample is not None:
+        try:
+            args.sample = sampled.parse_digits(args.sample)
+        except ValueError as error:
+            parser.error(str(error))
     names = list(PACKAGES) if args.packages == "all" else [n.strip() for n in args.packages.split(",") if n.strip()]
     unknown = [n for n in names if n not in PACKAGES]
     if unknown:
@@ -118,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for name in names:
         print(f"mutate: {name} ...", flush=True)
-        result = run_package(PACKAGES[name], args.stage, args.children)
+        result = run_package(PACKAGES[name], args.stage, args.children, args.sample)
         (args.out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
         print(f"mutate: {name}: score {result['score']}% ({result['total']} mutants, "
               f"{result['survived']} survived) in {result['seconds']:.0f} s", flush=True)
