@@ -177,3 +177,55 @@ def test_random_cnn_is_labelled(make_model):
         warnings.simplefilter("ignore")
         meta = make_model().results_meta()
     assert meta["sp_cnn_random_init"] is True and meta["random_init"] is True
+
+
+class _NotAWeight:
+    """An arbitrary class: a weights file holding it must be refused, never unpickled."""
+
+
+def test_cnn_weights_messages_by_their_text(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    bar = "!" * 78
+    with pytest.warns(UserWarning) as caught:
+        resolve_cnn_weights("resnet18", "auto")
+    assert str(caught[0].message) == (
+        f"\n{bar}\nRANDOM-INIT SP CNN: resnet18 runs on random weights (no ImageNet weights in "
+        f"{tmp_path / 'checkpoints'}). The run is labelled sp_cnn_random_init and its metrics mean nothing "
+        f"about the method.\n{bar}")
+    looked = [str(p) for p in sp_module._cached_imagenet_files("resnet18")]
+    assert all(p.startswith(str(tmp_path / "checkpoints")) for p in looked)
+    with pytest.raises(CNNWeightsUnavailableError) as error:
+        resolve_cnn_weights("resnet18", "imagenet")
+    assert str(error.value) == (
+        f"sp_cnn_pretrained='imagenet': no cached torchvision weights for resnet18 (looked for {looked}); this "
+        "suite never downloads. Copy the file there, pass a path "
+        "(--model.init_args.sp_cnn_pretrained=/path/to/resnet18.pth), use sp_source=clip_global (no extra "
+        "weights), or 'none'/'auto' for labelled random-init runs.")
+
+
+def test_cnn_defaults_and_arch_reach_the_weight_lookup(monkeypatch):
+    asked = []
+    monkeypatch.setattr(sp_module, "resolve_cnn_weights", lambda arch, pretrained: asked.append((arch, pretrained)))
+    cnn = CNNFeatures()
+    assert asked == [("wide_resnet50_2", "auto")] and (cnn.arch, cnn.out_dim) == ("wide_resnet50_2", 1536)
+    CNNFeatures("resnet18", "none")
+    assert asked[-1] == ("resnet18", "none")
+    with pytest.raises(ValueError, match=r"^CNN source must be one of \('wide_resnet50_2', 'resnet18'\), got 'vgg'$"):
+        CNNFeatures("vgg")
+
+
+def test_cnn_loads_a_wrapped_state_dict_and_refuses_arbitrary_pickles(tmp_path):
+    import pickle
+
+    import torchvision
+
+    torch.manual_seed(4)
+    net = torchvision.models.resnet18(weights=None)
+    wrapped = tmp_path / "wrapped.pth"
+    torch.save({"state_dict": net.state_dict()}, wrapped)
+    cnn = CNNFeatures("resnet18", str(wrapped))
+    assert torch.equal(cnn.backbone["layer2"][1].conv2.weight, net.layer2[1].conv2.weight)
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"state_dict": net.state_dict(), "extra": _NotAWeight()}, unsafe)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        CNNFeatures("resnet18", str(unsafe))
