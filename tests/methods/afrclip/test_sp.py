@@ -208,8 +208,9 @@ def test_cnn_defaults_and_arch_reach_the_weight_lookup(monkeypatch):
     monkeypatch.setattr(sp_module, "resolve_cnn_weights", lambda arch, pretrained: asked.append((arch, pretrained)))
     cnn = CNNFeatures()
     assert asked == [("wide_resnet50_2", "auto")] and (cnn.arch, cnn.out_dim) == ("wide_resnet50_2", 1536)
-    CNNFeatures("resnet18", "none")
+    other = CNNFeatures("resnet18", "none")
     assert asked[-1] == ("resnet18", "none")
+    assert (other.arch, other.pretrained, other.out_dim) == ("resnet18", "none", 384)
     with pytest.raises(ValueError, match=r"^CNN source must be one of \('wide_resnet50_2', 'resnet18'\), got 'vgg'$"):
         CNNFeatures("vgg")
 
