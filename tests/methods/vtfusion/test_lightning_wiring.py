@@ -121,3 +121,23 @@ def test_checkpoint_keeps_category_and_shots_and_an_older_one_keeps_the_configur
     del checkpoint["vtfusion"]
     older.on_load_checkpoint(checkpoint)
     assert (older.category, older.shot_paths) == ("screw", ["/d/b.png"])
+
+
+def test_preparing_needs_one_category_and_the_k_shot_protocol(stand_in: None) -> None:
+    module = VTFusion()
+    with pytest.raises(ValueError, match=r"^VTFusion trains one model per category but the datamodule selects none; "
+                                         r"set data\.init_args\.categories to one category \(the launcher loops over "
+                                         r"them\) or model\.init_args\.category$"):
+        module.prepare_category(SimpleNamespace(categories=[]))
+    with pytest.raises(ValueError, match=r"selects \['a', 'b'\]; "):
+        module.prepare_category(SimpleNamespace(categories=["a", "b"]))
+    with pytest.raises(TypeError, match=r"^SimpleNamespace has no reference_batch\(category\): VTFusion needs the "
+                                        r"k-shot protocol \(data\.init_args\.protocol: k-shot\)$"):
+        module.prepare_category(SimpleNamespace(categories=["a"]))
+
+
+def test_training_without_das_fields_is_refused_by_name(stand_in: None) -> None:
+    with pytest.raises(KeyError, match=r"training batch has no synthetic_image/synthetic_mask: VTFusion trains on "
+                                       r"DAS anomalies; set data\.init_args\.sample_hook: "
+                                       r"src\.methods\.vtfusion\.das\.DASHook"):
+        VTFusion().training_losses(SimpleNamespace(synthetic_image=None, synthetic_mask=None))
