@@ -178,6 +178,8 @@ GOLDEN = {
     ("blur", 1): (273, 334, 47.3656),
     ("crack", 0): (70, 128, 68.4906),
     ("crack", 1): (57, 95, 45.1579),
+    ("crack", 17): (115, 186, 81.5489),  # seeds 17 and 29 grow a branch (seeds 0 and 1 do not)
+    ("crack", 29): (115, 178, 51.2321),
     ("noise", 0): (218, 218, 120.6323),
     ("noise", 1): (219, 219, 64.7352),
     ("combined", 3): (469, 481, 102.8014),  # all four types enabled, combined_prob = 1
@@ -191,3 +193,29 @@ def test_seeded_draws_are_pinned() -> None:
                               pool, combined_prob=1.0 if kind == "combined" else 0.0)
         got = (int(edit.mask.sum()), int(edit.region.sum()), float(np.abs(edit.image.astype(np.float64) - image).sum()))
         assert got[:2] == (mask, region) and got[2] == pytest.approx(change, abs=1e-3), (kind, seed, got)
+
+
+def test_foreground_background_is_the_median_of_a_five_percent_border() -> None:
+    # 60 px: the border is 3 px wide. Its outermost ring is light (0.9), the two inside it and the
+    # rest of the background dark (0.2), so the border's median is the dark colour and the object
+    # (a 20 px square of 0.7) is the foreground; a 1 px border would take the light ring as the
+    # background and call nearly everything foreground.
+    image = np.full((60, 60, 3), 0.2, np.float32)
+    image[[0, -1]] = 0.9
+    image[:, [0, -1]] = 0.9
+    image[20:40, 20:40] = 0.7
+    fg = das.foreground_mask(image)
+    assert fg[23:37, 23:37].all() and fg[20:40, 20:40].sum() >= 400 - 4 * 6
+    # Between the light ring and the object (the ring stays foreground, and grows at the corners,
+    # since the 7 x 7 median filter replicates the edges):
+    between = np.zeros((60, 60), bool)
+    between[4:-4, 4:-4] = True
+    between[20:40, 20:40] = False
+    assert not fg[between].any()
+
+
+def test_combined_probability_must_be_a_probability() -> None:
+    assert das.DASHook(combined_prob=1.0).combined_prob == 1.0 and das.DASHook(combined_prob=0.0).combined_prob == 0.0
+    for bad in (1.5, -0.1):
+        with pytest.raises(ValueError, match=rf"^DASHook combined_prob must be in \[0, 1\], got {bad}$"):
+            das.DASHook(combined_prob=bad)
