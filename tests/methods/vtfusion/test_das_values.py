@@ -200,10 +200,12 @@ def test_foreground_background_is_the_median_of_a_five_percent_border() -> None:
     # rest of the background dark (0.2), so the border's median is the dark colour and the object
     # (a 20 px square of 0.7) is the foreground; a 1 px border would take the light ring as the
     # background and call nearly everything foreground.
-    image = np.full((60, 60, 3), 0.2, np.float32)
+    # Coloured, so that the median is taken per channel: (0.2, 0.4, 0.6) as a whole, not one number.
+    image = np.empty((60, 60, 3), np.float32)
+    image[:] = (0.2, 0.4, 0.6)
     image[[0, -1]] = 0.9
     image[:, [0, -1]] = 0.9
-    image[20:40, 20:40] = 0.7
+    image[20:40, 20:40] = (0.7, 0.1, 0.3)
     fg = das.foreground_mask(image)
     assert fg[23:37, 23:37].all() and fg[20:40, 20:40].sum() >= 400 - 4 * 6
     # Between the light ring and the object (the ring stays foreground, and grows at the corners,
@@ -219,3 +221,17 @@ def test_combined_probability_must_be_a_probability() -> None:
     for bad in (1.5, -0.1):
         with pytest.raises(ValueError, match=rf"^DASHook combined_prob must be in \[0, 1\], got {bad}$"):
             das.DASHook(combined_prob=bad)
+
+
+def test_a_region_is_accepted_half_on_the_object_or_at_the_last_try() -> None:
+    from src.methods.vtfusion.das_regions import accept
+
+    fg = np.zeros((10, 10), bool)
+    fg[:, :5] = True
+    half, off = np.zeros((10, 10), bool), np.zeros((10, 10), bool)
+    half[0, 3:7] = True
+    off[0, 6:9] = True
+    assert accept(half, fg, 0) and not accept(off, fg, 0)
+    assert [accept(off, fg, attempt) for attempt in (7, 8, 9)] == [False, False, True], "anywhere at try 10 of 10"
+    assert accept(off, fg, 3, retries=4) and not accept(off, fg, 2, retries=4)
+    assert not accept(np.zeros((10, 10), bool), fg, 9), "an empty region never"
