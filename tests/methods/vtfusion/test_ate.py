@@ -12,7 +12,9 @@ def test_prompt_sets() -> None:
     normal, abnormal = build_prompts("metal nut")
     assert len(normal) == 7 * 35 and len(abnormal) == 5 * 35
     assert "a photo of a damaged metal nut." in abnormal
-    assert len(build_prompts("x", add_normal_state=True)[0]) == 8 * 35
+    with_state = build_prompts("x", add_normal_state=True)[0]
+    assert len(with_state) == 8 * 35 and with_state[:7 * 35] == build_prompts("x")[0]
+    assert "a photo of a normal x." in with_state[7 * 35:] and "a photo of a normal x." not in build_prompts("x")[0]
     assert build_prompts("bottle", "pair") == (["a photo of a normal bottle."], ["a photo of a damaged bottle."])
 
 

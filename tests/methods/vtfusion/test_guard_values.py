@@ -29,3 +29,13 @@ def test_a_model_without_prototypes_or_text_is_refused_by_name(prepared: tuple[b
     with pytest.raises(RuntimeError, match=message):
         VTFusionModel.check_prepared(SimpleNamespace(prepared=torch.tensor(prepared)))
     VTFusionModel.check_prepared(SimpleNamespace(prepared=torch.tensor((True, True))))
+
+
+def test_prototype_shapes_and_topk_are_refused_by_name() -> None:
+    from src.methods.vtfusion.aie import prototype_distances, prototypes_from_features
+
+    with pytest.raises(ValueError, match=r"^prototype features must be \(k >= 1, L, C\), got \(0, 4, 3\)$"):
+        prototypes_from_features(torch.zeros(0, 4, 3))
+    with pytest.raises(ValueError, match=r"^vision_topk/hinge_topk=3 must be in 1\.\.2 \(the number of prototypes\)$"):
+        prototype_distances(torch.zeros(1, 5, 4), torch.zeros(2, 4), topk=3)
+    assert prototype_distances(torch.zeros(1, 5, 4), torch.zeros(2, 4), topk=2).shape == (1, 5, 2)
