@@ -174,6 +174,7 @@ def test_combined_type_applies_every_chosen_anomaly_in_sequence(monkeypatch) -> 
 GOLDEN = {
     ("misplaced", 0): (87, 99, 22.39),
     ("misplaced", 1): (158, 170, 34.1929),
+    ("misplaced", 15): (252, 266, 51.7557),  # a rotated patch whose corners are filled by reflection
     ("blur", 0): (315, 335, 50.503),
     ("blur", 1): (273, 334, 47.3656),
     ("crack", 0): (70, 128, 68.4906),
@@ -235,3 +236,40 @@ def test_a_region_is_accepted_half_on_the_object_or_at_the_last_try() -> None:
     assert [accept(off, fg, attempt) for attempt in (7, 8, 9)] == [False, False, True], "anywhere at try 10 of 10"
     assert accept(off, fg, 3, retries=4) and not accept(off, fg, 2, retries=4)
     assert not accept(np.zeros((10, 10), bool), fg, 9), "an empty region never"
+
+
+def test_perlin_regions_are_drawn_on_the_object_of_an_object_image() -> None:
+    from src.methods.vtfusion.das_regions import random_region
+
+    from .helpers import object_image
+
+    class PerlinOnly:
+        """The sample's generator, except that the 50/50 shape draw always picks the Perlin blob."""
+
+        def __init__(self, rng: np.random.Generator) -> None:
+            self.rng = rng
+
+        def random(self) -> float:
+            return 0.9
+
+        def __getattr__(self, name: str):  # noqa: ANN204 - every other draw is the generator's
+            return getattr(self.rng, name)
+
+    fg = das.foreground_mask(object_image(96))
+    for seed in range(6):
+        region = random_region((96, 96), (0.01, 0.05), fg, PerlinOnly(np.random.default_rng(seed)))
+        assert region.any() and fg[region].all(), seed
+
+
+def test_an_invisible_edit_is_redrawn_three_times_by_default(monkeypatch) -> None:
+    calls = []
+
+    def invisible(image, rng, fg, pool):  # noqa: ANN001, ANN202 - a synthesiser that never shows
+        calls.append(1)
+        return das.Edit(image, np.zeros(image.shape[:2], np.float32), np.zeros(image.shape[:2], bool))
+
+    monkeypatch.setitem(das.SYNTHESISERS, "blur", invisible)
+    das.synthesize(textured_image(16), np.random.default_rng(0), ["blur"])
+    assert len(calls) == 3
+    das.synthesize(textured_image(16), np.random.default_rng(0), ["blur"], max_tries=5)
+    assert len(calls) == 8
