@@ -175,6 +175,7 @@ GOLDEN = {
     ("misplaced", 0): (87, 99, 22.39),
     ("misplaced", 1): (158, 170, 34.1929),
     ("misplaced", 15): (252, 266, 51.7557),  # a rotated patch whose corners are filled by reflection
+    ("misplaced", 2): (451, 485, 101.8864),  # a patch of the same image, placed clear of its source
     ("blur", 0): (315, 335, 50.503),
     ("blur", 1): (273, 334, 47.3656),
     ("crack", 0): (70, 128, 68.4906),
@@ -183,6 +184,7 @@ GOLDEN = {
     ("crack", 29): (115, 178, 51.2321),
     ("noise", 0): (218, 218, 120.6323),
     ("noise", 1): (219, 219, 64.7352),
+    ("noise", 5): (333, 333, 258.1785),  # the Gaussian family
     ("combined", 3): (469, 481, 102.8014),  # all four types enabled, combined_prob = 1
 }
 
@@ -194,6 +196,7 @@ def test_seeded_draws_are_pinned() -> None:
                               pool, combined_prob=1.0 if kind == "combined" else 0.0)
         got = (int(edit.mask.sum()), int(edit.region.sum()), float(np.abs(edit.image.astype(np.float64) - image).sum()))
         assert got[:2] == (mask, region) and got[2] == pytest.approx(change, abs=1e-3), (kind, seed, got)
+        assert edit.image.dtype == edit.mask.dtype == np.float32, (kind, seed)
 
 
 def test_foreground_background_is_the_median_of_a_five_percent_border() -> None:
