@@ -141,3 +141,28 @@ def test_training_without_das_fields_is_refused_by_name(stand_in: None) -> None:
                                        r"DAS anomalies; set data\.init_args\.sample_hook: "
                                        r"src\.methods\.vtfusion\.das\.DASHook"):
         VTFusion().training_losses(SimpleNamespace(synthetic_image=None, synthetic_mask=None))
+
+
+def test_the_torch_model_has_the_same_paper_defaults() -> None:
+    import inspect
+
+    from src.methods.vtfusion.torch_model import VTFusionModel
+
+    defaults = {name: p.default for name, p in inspect.signature(VTFusionModel).parameters.items()}
+    assert {name: defaults[name] for name in PAPER_MODEL_ARGS} == PAPER_MODEL_ARGS
+
+
+def test_the_torch_model_refuses_bad_switches_and_topk_by_name() -> None:
+    from src.methods.vtfusion.torch_model import VTFusionModel
+
+    from .helpers import tiny_kwargs
+
+    kwargs = {k: v for k, v in tiny_kwargs().items() if k in PAPER_MODEL_ARGS}
+    with pytest.raises(ValueError, match=r"^use_ate=False with use_aie=False leaves nothing to train; enable at "
+                                         r"least one$"):
+        VTFusionModel(**{**kwargs, "use_ate": False, "use_aie": False, "use_mpf": False})
+    with pytest.raises(ValueError, match=r"^use_mpf=True needs use_aie=True"):
+        VTFusionModel(**{**kwargs, "use_aie": False, "use_mpf": True})
+    for name in ("vision_topk", "hinge_topk"):
+        with pytest.raises(ValueError, match=rf"^{name}=0 must be in 1\.\.\d+ \(the number of prototypes\)$"):
+            VTFusionModel(**{**kwargs, name: 0})
