@@ -1,0 +1,61 @@
+"""How ``VTFusionModel`` builds its trainable blocks: each from its own seed label (so an ablation
+row starts every block it shares from the same weights, whatever was built before), the configured
+adaptor and linear init reaching them, and the blocks' own defaults and errors."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import torch
+
+from src.methods.vtfusion.aie import FeatureAdaptor, StageLinear
+from src.methods.vtfusion.ate import TextAdapter
+from src.methods.vtfusion.mpf import FusionBlock, SegmentationNet
+from src.methods.vtfusion.torch_model import VTFusionModel
+from src.seeding import module_seed
+
+from .helpers import tiny_kwargs
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_each_block_comes_from_its_seed_label_whatever_was_drawn_before() -> None:
+    kwargs = tiny_kwargs(adaptor="conv3x3", linear_init="random", vision_topk=2)
+    torch.manual_seed(1)  # the run's seed: each block's seed is derived from it and the block's label
+    model = VTFusionModel(**kwargs)
+    torch.randn(5)  # the global stream moves on; the blocks must not
+    again = VTFusionModel(**kwargs)
+    bb = model.backbone
+    dim, proj, n = bb.embed_dim, bb.visual.proj, len(model.layers)
+    with module_seed("vtf.linears"):
+        linears = torch.nn.ModuleList(StageLinear(bb.visual.ln_post, proj, "random") for _ in range(n))
+    with module_seed("vtf.adaptors"):
+        adaptors = torch.nn.ModuleList(FeatureAdaptor(dim, "conv3x3") for _ in range(n))
+    with module_seed("vtf.text_adapter"):
+        text = TextAdapter(dim, enabled=True)
+    with module_seed("vtf.fusion"):
+        fusion = FusionBlock(2, 1, 8, "attended", bb.grid_size)
+    with module_seed("vtf.segmenter"):
+        segmenter = SegmentationNet(2 + 2, 16, (60, 30, 15, 8), 4)
+    for name, expected in (("linears", linears), ("adaptors", adaptors), ("text_adapter", text),
+                           ("fusion", fusion), ("segmenter", segmenter)):
+        assert _same(getattr(model, name), expected) and _same(getattr(again, name), expected), name
+    assert {a.kind for a in model.adaptors} == {"conv3x3"}
+
+
+def test_block_defaults_are_the_models_and_bad_choices_are_named() -> None:
+    model = {k: p.default for k, p in inspect.signature(VTFusionModel).parameters.items()}
+    fusion = {k: p.default for k, p in inspect.signature(FusionBlock).parameters.items()}
+    seg = {k: p.default for k, p in inspect.signature(SegmentationNet).parameters.items()}
+    assert (fusion["dim"], fusion["sam_output"]) == (model["fusion_dim"], model["sam_output"]) == (32, "attended")
+    assert (seg["upsample"], seg["bins"]) == (model["seg_upsample"], model["seg_bins"]) == (4, (60, 30, 15, 8))
+    ln, proj = torch.nn.LayerNorm(4), torch.randn(4, 3)
+    assert not torch.equal(StageLinear(ln, proj, "random").linear.weight, proj.t())
+    assert torch.equal(StageLinear(ln, proj, "clip").linear.weight, proj.t())
+    with pytest.raises(ValueError, match=r"^linear_init must be 'clip' or 'random', got 'xavier'$"):
+        StageLinear(ln, proj, "xavier")
+    with pytest.raises(ValueError, match=r"^sam_output must be one of \['attended', 'attention_matrix'\], got 'x'$"):
+        FusionBlock(1, 1, 8, "x", (4, 4))
