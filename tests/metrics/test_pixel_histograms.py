@@ -33,3 +33,14 @@ def test_blocked_binning_equals_one_shot(kind, variant, monkeypatch):
     one_shot = _result(kind, variant)
     for key in ("categories", "defect_types"):
         assert blocked[key] == one_shot[key]
+
+
+def test_bins_are_int32_while_every_group_offset_fits_and_int64_beyond():
+    # The caller adds group * nb to each bin: int32 would wrap once groups * nb reaches 2**31.
+    hist = pixel_histograms.PixelHistograms(spill=None, num_bins=4, chunk_pixels=8, aupro_variant="exact")
+    values = np.array([0.0, 0.24, 0.26, 0.99, 1.0, -0.5, 2.0])
+    expected = np.array([3, 3, 2, 0, 0, 3, 0])  # nb - 1 - floor((v - lo) * scale), clipped to [0, nb)
+    small = hist._bin(values, 0.0, 4.0, 4, 2**29 - 1)
+    assert small.dtype == np.int32 and np.array_equal(small, expected)
+    large = hist._bin(values, 0.0, 4.0, 4, 2**29)
+    assert large.dtype == np.int64 and np.array_equal(large, expected)
