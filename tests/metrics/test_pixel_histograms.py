@@ -44,3 +44,11 @@ def test_bins_are_int32_while_every_group_offset_fits_and_int64_beyond():
     assert small.dtype == np.int32 and np.array_equal(small, expected)
     large = hist._bin(values, 0.0, 4.0, 4, 2**29)
     assert large.dtype == np.int64 and np.array_equal(large, expected)
+
+
+def test_float32_maps_are_binned_in_float64():
+    # float32(0.1) - 0.1 is 1.49e-9 in float64 but 0 in float32: one bin apart at this scale.
+    hist = pixel_histograms.PixelHistograms(spill=None, num_bins=4, chunk_pixels=8, aupro_variant="exact")
+    values = np.array([0.1, 0.1 + 2e-9], dtype=np.float32)
+    shift = (np.float64(values[0]) - 0.1) * 1e9  # 1.49 -> bin 4 - 1 - 1
+    assert 1 < shift < 2 and hist._bin(values, 0.1, 1e9, 4, 1)[0] == 2
