@@ -89,3 +89,5 @@ def test_keep_tokens_trims_every_tap(tiny: CLIPBackbone) -> None:
     cls_only = tiny.encode_image_layers(images, [1, 3], keep_tokens=1)
     assert [t.shape for t in cls_only] == [torch.Size([2, 1, 64])] * 2
     assert all(torch.equal(a, b[:, :1]) for a, b in zip(cls_only, full))
+    hooked = tiny.encode_image_layers(images, [1, 3], before_block=lambda i, x: x, keep_tokens=1)
+    assert all(torch.equal(a, b) for a, b in zip(hooked, cls_only)), "the hooked (trainable) pass trims too"
