@@ -113,3 +113,26 @@ def test_real_architectures_decided_from_the_path(tmp_path: Path):
         openai_weights("ViT-B-16", str(path))
     assert openai_weights("ViT-B-16", "openai") and not openai_weights("ViT-B-16", "laion2b_s34b_b88k")
     assert openai_weights("ViT-L-14-336", "auto") and not openai_weights("ViT-B-16-plus-240", "auto")
+
+
+def test_path_decisions_by_value_and_the_ambiguity_error_by_its_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    path = tmp_path / "weights.pt"
+    torch.save({}, path)
+    # A -quickgelu name says QuickGELU, even where GELU-trained weights exist for it too.
+    assert openai_weights("ViT-B-16-quickgelu", str(path))
+    # A missing file is not decided here (loading it fails later, by name): no OpenAI claim.
+    assert not openai_weights("ViT-L-14-336", str(tmp_path / "missing.pt"))
+    others = ", ".join(t for t in open_clip.list_pretrained_tags_by_model("ViT-B-16") if t != "openai")[:80]
+    expected = (
+        f"pretrained={str(path)!r} with backbone 'ViT-B-16' is ambiguous: ViT-B-16 has OpenAI weights (trained "
+        f"with QuickGELU) and GELU-trained ones ({others}), and a state-dict file does not say which it holds. "
+        "For OpenAI weights use backbone {hint}; for the others pass their tag (pretrained=<tag>) with "
+        "weights_cache_dir pointing at the cached file.")
+    with pytest.raises(ValueError) as error:
+        openai_weights("ViT-B-16", str(path))
+    assert str(error.value) == expected.format(hint="`ViT-B-16-quickgelu`") and "openai" not in others
+    listed = open_clip.list_models()
+    monkeypatch.setattr(open_clip, "list_models", lambda: [m for m in listed if m != "ViT-B-16-quickgelu"])
+    with pytest.raises(ValueError) as error:
+        openai_weights("ViT-B-16", str(path))
+    assert str(error.value) == expected.format(hint="a `-quickgelu` model name")
