@@ -59,3 +59,21 @@ def test_block_defaults_are_the_models_and_bad_choices_are_named() -> None:
         StageLinear(ln, proj, "xavier")
     with pytest.raises(ValueError, match=r"^sam_output must be one of \['attended', 'attention_matrix'\], got 'x'$"):
         FusionBlock(1, 1, 8, "x", (4, 4))
+
+
+def test_defaults_reach_the_backbone_and_the_blocks_when_nothing_is_passed(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Called without arguments (the defaults themselves run, not a signature read); the paper's
+    # ViT-B-16-plus-240 is stood in for by the tiny backbone, whose layer check is skipped.
+    from src.backbone import CLIPBackbone
+    from src.methods.vtfusion import torch_model as tm
+
+    tiny = CLIPBackbone("tiny-vit", "none", image_size=32)
+    tiny._check_layers = lambda layers: None
+    calls = []
+    monkeypatch.setattr(tm, "CLIPBackbone", lambda *args, **kwargs: calls.append((args, kwargs)) or tiny)
+    model = tm.VTFusionModel()
+    assert calls == [(("ViT-B-16-plus-240", "laion400m_e31"), {"image_size": 240, "pos_embed_mode": "bicubic_once"})]
+    assert float(model.r) == pytest.approx(1e-5) and not model.r.requires_grad and model.layers == [3, 6, 9, 12]
+    assert model.segmenter.upsample == 4 and model.fusion.lift_v[0].out_channels == 32
+    assert model.prepared.dtype == torch.bool and not model.prepared.any()
+    assert FusionBlock(1, 1).lift_v[0].out_channels == 32 and SegmentationNet(3, 8).upsample == 4
