@@ -64,10 +64,12 @@ def test_every_metric_matches_brute_force(kind, tmp_path):
     assert list(tmp_path.iterdir()) == []  # spill directory removed
 
 
-def test_anomalyclip_variant_reproduces_public_code():
+@pytest.mark.parametrize("chunk_pixels", [None, 150])  # one chunk, or a dozen per category (sums across chunks)
+def test_anomalyclip_variant_reproduces_public_code(chunk_pixels):
     for kind, seed in (("many_small", 0), ("bimodal_negative", 1), ("near_constant", 2), ("ties", 3)):
         maps, masks, scores, labels, defects = make_category(kind, seed=seed, n_images=6, size=14)
-        acc = AnomalyMetrics(aupro_variant="anomalyclip")
+        chunking = {} if chunk_pixels is None else {"chunk_pixels": chunk_pixels}
+        acc = AnomalyMetrics(aupro_variant="anomalyclip", **chunking)
         _feed(acc, "c", maps, masks, scores, labels, defects)
         got = acc.compute()["categories"]["c"]["pixel_aupro"]
         assert got == pytest.approx(reference.aupro_anomalyclip(masks, maps), abs=1e-12), kind
