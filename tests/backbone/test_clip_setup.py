@@ -76,3 +76,13 @@ def test_rehearsal_builds_the_twin_with_the_requested_activation(monkeypatch: py
     assert twin.describe() == _describe(backbone="rehearse-L-14-336", image_size=336, shrunk_from="ViT-L-14-336")
     already = CLIPBackbone("rehearse-B-16-plus-240", "none")
     assert already.describe() == _describe(backbone="rehearse-B-16-plus-240", image_size=240, activation="GELU")
+
+
+def test_the_weights_cache_folder_reaches_the_weight_lookup(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from src.backbone import clip
+
+    asked = []
+    monkeypatch.setattr(clip, "resolve_checkpoint", lambda *args: asked.append(args))  # None: random weights
+    CLIPBackbone("tiny-vit", "none", weights_cache_dir=str(tmp_path))
+    CLIPBackbone("tiny-vit", "none")
+    assert asked == [("tiny-vit", "none", str(tmp_path)), ("tiny-vit", "none", None)]
