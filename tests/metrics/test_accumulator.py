@@ -181,3 +181,21 @@ def test_compute_is_final():
         acc.compute()
     with pytest.raises(RuntimeError, match="already called"):
         acc.update(np.zeros((1, 4, 4)), [0.0], np.zeros((1, 4, 4)), [0], ["x"], ["good"], [1])
+
+
+def test_anomalyclip_variant_keeps_the_lowest_threshold_when_most_normal_pixels_sit_at_the_minimum():
+    # 80 % of the normal pixels at the map's minimum: the lowest grid threshold already gives FPR < 0.3,
+    # so the public code keeps that point (an edge case the scenarios never reach).
+    rng = np.random.default_rng(5)
+    masks = np.zeros((4, 12, 12), np.uint8)
+    masks[1, 3:7, 3:7] = 1
+    masks[3, 6:10, 2:5] = 1
+    draw = rng.random((4, 12, 12))  # and 10 % just above it, below the second grid threshold (max / 200)
+    maps = np.where(draw < 0.8, 0.0, np.where(draw < 0.9, 0.004 * rng.random((4, 12, 12)), rng.random((4, 12, 12))))
+    maps = maps.astype(np.float32)
+    maps[masks == 1] = 0.3 + 0.7 * rng.random(int(masks.sum())).astype(np.float32)
+    labels = masks.reshape(4, -1).max(1).astype(np.int64)
+    acc = AnomalyMetrics(aupro_variant="anomalyclip")
+    _feed(acc, "c", maps, masks, maps.reshape(4, -1).max(1), labels, np.array(["good", "hole", "good", "crack"]))
+    got = acc.compute()["categories"]["c"]["pixel_aupro"]
+    assert got == pytest.approx(reference.aupro_anomalyclip(masks, maps), abs=1e-12)
