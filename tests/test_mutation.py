@@ -205,11 +205,12 @@ def test_sampled_counts_come_from_the_sampled_records_only(tmp_path: Path) -> No
     from tests.mutation import sample
 
     _meta(tmp_path, {"f__mutmut_3": 1, "f__mutmut_7": 0, "f__mutmut_13": 36, "f__mutmut_17": None,
-                     "f__mutmut_23": 33, "f__mutmut_27": 3, "f__mutmut_1": 0, "f__mutmut_2": 0, "f__mutmut_33": 99})
+                     "f__mutmut_23": 33, "f__mutmut_27": 3, "f__mutmut_1": 0, "f__mutmut_2": 0, "f__mutmut_33": 99,
+                     "f__mutmut_37": 2})  # 2: interrupted, as pending as never started
     status = sample.sampled_status(tmp_path, "37")
     assert "f__mutmut_1" not in status and status["f__mutmut_17"] == "not checked"
     assert sample.counts(status) == {"killed": 2, "timeout": 1, "survived": 1, "no_tests": 1, "suspicious": 1,
-                                     "skipped": 0, "total": 7, "not_checked": 1}
+                                     "skipped": 0, "total": 8, "not_checked": 2}
     assert summarise("x", sample.counts(status), [], 0.0)["judged"] == 6
 
 

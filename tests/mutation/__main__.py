@@ -71,7 +71,7 @@ def run_package(package: Package, root: Path, children: int, sample: str | None 
     names: list[str] = []
     if sample is not None:  # the sample's pending mutants by name, or its pattern before the first run
         known = sampled.sampled_status(where / "mutants", sample)
-        names = [n for n, s in known.items() if s == "not checked"] if known else [sampled.pattern(sample)]
+        names = [n for n, s in known.items() if s in sampled.PENDING] if known else [sampled.pattern(sample)]
     if sample is None or names:
         run = subprocess.run([*mutmut, "run", "--max-children", str(children), *names], cwd=where,
                              env=_environment(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)

@@ -13,10 +13,10 @@ import json
 from collections import Counter
 from pathlib import Path
 
-#: mutmut's exit code -> status (mutmut.stats.status_by_exit_code; anything else is "suspicious").
-STATUS = {1: "killed", 3: "killed", 0: "survived", 5: "no tests", 33: "no tests", 34: "skipped",
-          35: "suspicious", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout", 255: "timeout",
-          37: "caught by type check", None: "not checked", 2: "not checked"}
+from mutmut.stats import status_by_exit_code  # mutmut's own exit code -> status table
+
+#: An interrupted check (Ctrl-C) is as pending as one never started.
+PENDING = ("not checked", "check was interrupted by user")
 
 
 def parse_digits(text: str) -> str:
@@ -43,7 +43,7 @@ def sampled_status(mutants: Path, digits: str) -> dict[str, str]:
     for meta in sorted(mutants.glob("**/*.meta")):
         for name, code in json.loads(meta.read_text()).get("exit_code_by_key", {}).items():
             if in_sample(name, digits):
-                status[name] = STATUS.get(code, "suspicious")
+                status[name] = status_by_exit_code[code]
     return status
 
 
@@ -52,4 +52,4 @@ def counts(status: dict[str, str]) -> dict[str, int]:
     c = Counter(status.values())
     return {"killed": c["killed"] + c["caught by type check"], "timeout": c["timeout"], "survived": c["survived"],
             "no_tests": c["no tests"], "suspicious": c["suspicious"], "skipped": c["skipped"], "total": len(status),
-            "not_checked": c["not checked"]}
+            "not_checked": sum(c[p] for p in PENDING)}
